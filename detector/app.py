@@ -1,0 +1,151 @@
+"""The run loop: source -> pipeline -> overlay -> window and sinks.
+
+GUI calls (``imshow``, ``waitKey``) happen here on the main thread and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from detector.classifier import EmotionClassifier
+from detector.config import AppConfig
+from detector.errors import SourceError
+from detector.faces import HaarFaceDetector
+from detector.outputs import JsonlSink, VideoSink, check_writable
+from detector.overlay import Overlay
+from detector.paths import SAMPLE_CLIP, resource
+from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
+from detector.sources import Source, open_source
+
+log = logging.getLogger(__name__)
+
+WINDOW = "Emotion detector"
+KEY_QUIT = (ord("q"), 27)  # q, Esc
+KEY_PAUSE = ord(" ")
+KEY_SNAPSHOT = ord("s")
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    faces: int = 0
+    stopped_by: str = "end"  # end | user | signal
+
+
+def display_available() -> bool:
+    """A window can open: always on Windows/macOS, with X11 or Wayland on Linux."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def build_pipeline(config: AppConfig) -> Pipeline:
+    detector = HaarFaceDetector(config.cascade, config.detector)
+    classifier = EmotionClassifier(config.model)
+    return Pipeline([("detect", DetectFaces(detector)), ("classify", ClassifyFaces(classifier))])
+
+
+def open_configured_source(config: AppConfig) -> tuple[Source, str]:
+    """The chosen source; with none chosen, camera 0 or else the sample clip, with a notice."""
+    if config.source is not None:
+        return open_source(config.source), ""
+    try:
+        return open_source("0"), ""
+    except SourceError:
+        sample = resource(SAMPLE_CLIP)
+        notice = "No camera found: playing the sample clip"
+        print(f"{notice} ({sample.name}).", file=sys.stderr)
+        return open_source(str(sample)), notice
+
+
+class _Stop(Exception):
+    """Raised from the SIGTERM handler so the loop unwinds through its ``finally`` blocks."""
+
+
+def run(config: AppConfig) -> RunStats:
+    for path in (config.log, config.output):
+        if path:
+            check_writable(Path(path))
+    pipeline = build_pipeline(config)
+    show = display_available() if config.display is None else config.display
+    overlay = Overlay(bars=config.bars)
+    stats = RunStats()
+    previous = signal.signal(signal.SIGTERM, _raise_stop) if _main_thread() else None
+    try:
+        with ExitStack() as stack:
+            source, notice = open_configured_source(config)
+            stack.enter_context(source)
+            sinks = []
+            if config.log:
+                sinks.append(stack.enter_context(JsonlSink(Path(config.log))))
+            if config.output:
+                sinks.append(stack.enter_context(VideoSink(Path(config.output), source.fps)))
+            if show:
+                stack.callback(cv2.destroyAllWindows)
+            _loop(config, source, pipeline, overlay, sinks, show, notice, stats)
+    except _Stop:
+        stats.stopped_by = "signal"
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return stats
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _loop(config, source, pipeline, overlay, sinks, show, notice, stats) -> None:
+    realtime = show if config.realtime is None else config.realtime
+    frame_period = 1.0 / source.fps if realtime and not source.live else 0.0
+    fps, last = 0.0, time.perf_counter()
+    draw = show or any(isinstance(s, VideoSink) for s in sinks)
+    started = time.perf_counter()
+    for frame in source:
+        result = pipeline(frame)
+        now = time.perf_counter()
+        fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1.0 / max(now - last, 1e-6)
+        last = now
+        annotated = overlay.draw(result, fps, notice) if draw else None
+        for sink in sinks:
+            sink.write(result, annotated)
+        stats.frames += 1
+        stats.faces += len(result.faces)
+        if show and not _show(annotated, config, result, frame_period, started):
+            stats.stopped_by = "user"
+            return
+        if config.max_frames and stats.frames >= config.max_frames:
+            return
+
+
+def _show(image, config: AppConfig, result, frame_period: float, started: float) -> bool:
+    """Show a frame and handle keys; False when the user quits or closes the window."""
+    cv2.imshow(WINDOW, image)
+    wait_ms = 1
+    if frame_period:  # play files at their own speed
+        wait_ms = max(1, int((started + result.time - time.perf_counter()) * 1000))
+    key = cv2.waitKey(wait_ms) & 0xFF
+    if key == KEY_PAUSE:
+        key = cv2.waitKey(0) & 0xFF
+    if key == KEY_SNAPSHOT:
+        path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{result.index:06d}.png"
+        cv2.imwrite(str(path), image)
+        print(f"snapshot saved: {path}", file=sys.stderr)
+    if key in KEY_QUIT:
+        return False
+    return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1

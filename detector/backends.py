@@ -1,0 +1,142 @@
+"""Inference backends by name: ONNX Runtime and TensorFlow/Keras.
+
+A backend loads one model and runs a float32 batch through it. It reports the
+model's input layout so the classifier can describe the model without hard-coding
+anything. TensorFlow is imported only when the TensorFlow backend is chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from detector.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+#: Execution providers in the order we want them, when installed (onnxruntime-gpu has the first two).
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class Backend:
+    name = ""
+    #: Model input as (height, width, channels); None where the model leaves it open.
+    input_hwc: tuple[int | None, int | None, int | None]
+    channels_first: bool = False
+    max_batch: int | None = None  # None = any batch size
+    num_outputs: int | None = None
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int = 0, providers: tuple[str, ...] | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or _physical_cores()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        available = ort.get_available_providers()
+        chosen = [p for p in (providers or PREFERRED_PROVIDERS) if p in available] or ["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=chosen)
+        except Exception as error:  # onnxruntime raises its own untyped errors for corrupt files
+            raise ModelError(f"cannot load ONNX model {path}: {str(error).splitlines()[0][:200]}") from None
+        self.providers = self._session.get_providers()
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        shape = [d if isinstance(d, int) and d > 0 else None for d in model_input.shape]
+        if len(shape) != 4:
+            raise ModelError(f"{path}: expected a 4-D image input, got shape {model_input.shape}")
+        self.channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
+        self.input_hwc = (shape[2], shape[3], shape[1]) if self.channels_first else (shape[1], shape[2], shape[3])
+        self.max_batch = shape[0]
+        output_shape = self._session.get_outputs()[0].shape
+        self.num_outputs = output_shape[-1] if isinstance(output_shape[-1], int) else None
+        log.info("ONNX Runtime providers: %s", ", ".join(self.providers))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        if self.channels_first:
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return np.asarray(self._session.run(None, {self._input_name: batch})[0])
+
+
+class TensorFlowBackend(Backend):
+    """A SavedModel folder's serving signature, or a ``.keras`` file (loaded with ``safe_mode``)."""
+
+    name = "tf"
+
+    def __init__(self, path: Path, threads: int = 0):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ModelError("this model needs TensorFlow: pip install tensorflow (or give a model with model.onnx)") from None
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        self._tf = tf
+        if path.suffix == ".keras":
+            self._fn, spec, self.num_outputs = _load_keras(path)
+        else:
+            self._fn, spec, self.num_outputs = _load_saved_model(tf, path)
+        self.input_hwc = tuple(spec[1:4]) if len(spec) == 4 else (None, None, None)
+        if len(spec) != 4:
+            raise ModelError(f"{path}: expected a 4-D image input, got shape {spec}")
+        self.max_batch = spec[0]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(self._tf.constant(batch)))
+
+
+def _load_keras(path: Path):
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for custom code, bad zips, unknown layers
+        raise ModelError(f"cannot load Keras model {path}: {str(error).splitlines()[0][:200]}") from None
+    shape = [d if d else None for d in model.input_shape]
+    outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    return (lambda x: model(x, training=False)), shape, outputs
+
+
+def _load_saved_model(tf, path: Path):
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:  # TF raises its own error types for corrupt protobufs
+        raise ModelError(f"cannot load SavedModel {path}: {str(error).splitlines()[0][:200]}") from None
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise ModelError(f"{path}: SavedModel has no 'serving_default' signature")
+    inputs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: expected one image input and one output, got {len(inputs)} and {len(outputs)}")
+    (input_name, input_spec), = inputs.items()
+    (output_name, output_spec), = outputs.items()
+    shape = [d for d in input_spec.shape.as_list()]
+    num_outputs = output_spec.shape.as_list()[-1]
+    call = signature
+
+    def run(x):
+        return call(**{input_name: x})[output_name]
+
+    run.loaded = loaded  # keep the trackable object alive
+    return run, shape, num_outputs
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"onnx": OnnxBackend, "tf": TensorFlowBackend}
+
+
+def _physical_cores() -> int:
+    return max(1, min(4, os.cpu_count() or 1))

@@ -1,0 +1,152 @@
+"""The emotion classifier: a model that describes itself, fed batched face crops.
+
+Input size and channels come from the model's own signature, class names from
+``labels.txt`` beside it, and the pixel scale from ``model.json``; nothing about
+the shipped model is hard-coded here, so a user's model folder just works.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.backends import BACKENDS, Backend
+from detector.errors import ModelError
+from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+MODEL_INFO_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str
+    backend: str = "auto"  # auto | onnx | tf
+    labels: tuple[str, ...] | None = None  # used when the model has no labels.txt
+    input_scale: float | None = None  # pixel value the model treats as white: 255 (raw) or 1.0
+    threads: int = 0  # 0 = one per physical core
+
+
+def _resolve(path: Path, backend: str) -> tuple[str, Path]:
+    """Which backend loads which file, for a folder, ``.onnx`` or ``.keras`` path."""
+    if not path.exists():
+        raise ModelError(f"model not found: {path}")
+    if path.is_file():
+        if path.suffix == ".onnx":
+            if backend == "tf":
+                raise ModelError(f"{path} is an ONNX file; use --backend onnx or auto")
+            return "onnx", path
+        if path.suffix == ".keras":
+            if backend == "onnx":
+                raise ModelError(f"{path} is a Keras file; use --backend tf or auto")
+            return "tf", path
+        raise ModelError(f"unsupported model file {path}: give a SavedModel folder, a .keras or an .onnx file")
+    has_onnx = (path / ONNX_FILE).is_file()
+    has_saved_model = (path / "saved_model.pb").is_file()
+    if backend in ("auto", "onnx") and has_onnx:
+        return "onnx", path / ONNX_FILE
+    if backend == "onnx":
+        raise ModelError(f"no {ONNX_FILE} in {path}; use --backend tf")
+    if has_saved_model:
+        return "tf", path
+    raise ModelError(f"no saved_model.pb or {ONNX_FILE} in model folder {path}")
+
+
+def _model_info(folder: Path) -> dict:
+    info_path = folder / MODEL_INFO_FILE
+    if not info_path.is_file():
+        return {}
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"unreadable {info_path}: {error}") from None
+    if not isinstance(info, dict):
+        raise ModelError(f"{info_path} must hold a JSON object")
+    return info
+
+
+def _labels(folder: Path, given: tuple[str, ...] | None, num_outputs: int | None) -> tuple[str, ...]:
+    labels_path = folder / LABELS_FILE
+    if labels_path.is_file():
+        labels, origin = tuple(read_labels(labels_path)), str(labels_path)
+    elif given:
+        labels, origin = tuple(given), "--labels"
+    elif num_outputs == len(FER2013_LABELS):
+        labels, origin = FER2013_LABELS, "FER2013's order"
+    else:
+        raise ModelError(f"the model has {num_outputs} outputs and no {LABELS_FILE}: give class names with --labels a,b,c")
+    if num_outputs is not None and len(labels) != num_outputs:
+        raise ModelError(f"{origin} names {len(labels)} classes but the model outputs {num_outputs}")
+    if len(set(labels)) != len(labels):
+        raise ModelError(f"{origin} repeats a class name")
+    return labels
+
+
+def to_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Rows that are already probabilities pass; logits get a softmax."""
+    outputs = np.asarray(outputs, dtype=np.float32).reshape(len(outputs), -1)
+    sums = outputs.sum(axis=1)
+    if outputs.size and outputs.min() >= 0 and np.allclose(sums, 1.0, atol=1e-3):
+        return outputs
+    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class EmotionClassifier:
+    def __init__(self, config: ModelConfig):
+        if config.backend not in ("auto", *BACKENDS):
+            raise ModelError(f"unknown backend '{config.backend}'; choose auto, {', '.join(BACKENDS)}")
+        path = Path(config.path)
+        backend_name, model_file = _resolve(path, config.backend)
+        folder = path if path.is_dir() else path.parent
+        info = _model_info(folder)
+        self.backend: Backend = BACKENDS[backend_name](model_file, threads=config.threads)
+        height, width, channels = self.backend.input_hwc
+        if "input_shape" in info and None in (height, width, channels):
+            height, width, channels = info["input_shape"]
+        if None in (height, width, channels) or channels not in (1, 3):
+            raise ModelError(f"{path}: cannot tell the input size from the model (got {self.backend.input_hwc}); "
+                             f"add \"input_shape\": [h, w, c] to {MODEL_INFO_FILE}")
+        self.input_size = (int(width), int(height))
+        self.channels = int(channels)
+        self.labels = _labels(folder, config.labels, self.backend.num_outputs)
+        self.input_scale = float(config.input_scale or info.get("input_scale", 255.0))
+        self.path = path
+        log.info("model %s: %s backend, input %dx%dx%d, classes %s",
+                 path, self.backend.name, height, width, channels, ",".join(self.labels))
+
+    def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
+        """BGR (or gray) crops -> one float32 NHWC batch at the model's size, channels and scale."""
+        batch = np.empty((len(crops), self.input_size[1], self.input_size[0], self.channels), np.float32)
+        for i, crop in enumerate(crops):
+            if crop.ndim == 2:
+                crop = crop if self.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
+            else:
+                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY if self.channels == 1 else cv2.COLOR_BGR2RGB)
+            shrinking = crop.shape[1] > self.input_size[0]
+            resized = cv2.resize(crop, self.input_size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            batch[i] = resized.reshape(batch.shape[1:])
+        if self.input_scale != 255.0:
+            batch *= self.input_scale / 255.0
+        return batch
+
+    def predict_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """``(N, C)`` class probabilities for face crops, in one batched call where the model allows."""
+        if not crops:
+            return np.zeros((0, len(self.labels)), np.float32)
+        batch = self.preprocess(crops)
+        if self.backend.max_batch in (None, len(batch)):
+            return to_probabilities(self.backend.predict(batch))
+        return np.concatenate([to_probabilities(self.backend.predict(batch[i : i + 1])) for i in range(len(batch))])
+
+    def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Probabilities for each ``x, y, w, h`` box of ``image`` (boxes already clamped)."""
+        crops = [image[y : y + h, x : x + w] for x, y, w, h in boxes]
+        return self.predict_crops(crops)

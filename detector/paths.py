@@ -1,0 +1,31 @@
+"""Where bundled resources live, from source and from a PyInstaller bundle alike."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = "saved_model_trt"
+DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+SAMPLE_CLIP = "samples/sample_face.mp4"
+
+
+def app_dir() -> Path:
+    """The folder a user sees: next to ``main.exe`` when frozen, the repo root from source.
+
+    A ``saved_model_trt/`` placed here replaces the bundled one.
+    """
+    if getattr(sys, "frozen", False):
+        return Path(sys.executable).resolve().parent
+    return Path(__file__).resolve().parent.parent
+
+
+def bundle_dir() -> Path:
+    """Where PyInstaller unpacked the bundled data (``sys._MEIPASS``); the repo root from source."""
+    return Path(getattr(sys, "_MEIPASS", app_dir()))
+
+
+def resource(name: str) -> Path:
+    """``name`` next to the app if the user put one there, else the bundled copy."""
+    local = app_dir() / name
+    return local if local.exists() else bundle_dir() / name

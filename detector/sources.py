@@ -1,0 +1,181 @@
+"""Frame sources: camera, video file or stream, one image, or a folder of images.
+
+Each source is an iterator of :class:`FrameResult` (no faces yet) and a context
+manager that owns its device. Video files are decoded on a reader thread into a
+bounded queue so decoding overlaps processing; live cameras keep only the newest
+frame so no lag builds up (vidgear's ``CamGear`` pattern).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from detector.errors import SourceError
+from detector.results import FrameResult
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+_END = object()
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any image OpenCV can decode -> 3-channel uint8 BGR (gray, BGRA, 16-bit, float)."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+class Source:
+    """Base: an iterator of frames that releases what it holds on ``close``."""
+
+    name: str = ""
+    fps: float = 0.0
+    live: bool = False
+    frame_count: int = 0  # 0 when unknown (cameras, streams)
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoSource(Source):
+    """A video file (or a live stream/camera when ``live``)."""
+
+    def __init__(self, capture_arg: int | str, name: str, live: bool = False, queue_size: int = 8):
+        backend = cv2.CAP_DSHOW if live and isinstance(capture_arg, int) and sys.platform == "win32" else cv2.CAP_ANY
+        self._capture = cv2.VideoCapture(capture_arg, backend)
+        if not self._capture.isOpened():
+            self._capture.release()
+            raise SourceError(f"cannot open {'camera' if isinstance(capture_arg, int) else 'video'} {name}")
+        ok, first = self._capture.read()
+        if not ok or first is None:
+            self._capture.release()
+            raise SourceError(f"{name}: no frames could be read")
+        self.name, self.live = name, live
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        self.frame_count = 0 if live else max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self.failed_reads = 0
+        self._frames: queue.Queue = queue.Queue(maxsize=1 if live else queue_size)
+        self._stop = threading.Event()
+        self._started = time.perf_counter()
+        self._frames.put((0, self._started, first))
+        self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        if self.live:  # keep only the newest frame
+            try:
+                self._frames.get_nowait()
+            except queue.Empty:
+                pass
+            self._frames.put_nowait(item)
+            return
+        while not self._stop.is_set():
+            try:
+                self._frames.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self) -> None:
+        index = 1
+        while not self._stop.is_set():
+            ok, frame = self._capture.read()
+            if not ok or frame is None:
+                break
+            self._put((index, time.perf_counter(), frame))
+            index += 1
+        self._put(_END)
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        while True:
+            item = self._frames.get()
+            if item is _END:
+                return
+            index, stamp, image = item
+            seconds = stamp - self._started if self.live else index / self.fps
+            yield FrameResult(index=index, time=seconds, source=self.name, image=image)
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._frames.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+        self._capture.release()
+
+
+class ImageSource(Source):
+    """One image or a folder of images; unreadable files are skipped with a warning."""
+
+    def __init__(self, paths: list[Path], name: str):
+        if not paths:
+            raise SourceError(f"no images found in {name}")
+        self.paths, self.name = paths, name
+        self.frame_count = len(paths)
+        self.skipped: list[str] = []
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        for index, path in enumerate(self.paths):
+            image = read_image(path)
+            if image is None:
+                log.warning("skipped %s: not a readable image", path.name)
+                self.skipped.append(path.name)
+                continue
+            yield FrameResult(index=index, time=0.0, source=path.name, image=image)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """Decode from bytes so non-ASCII paths work on Windows; None when unreadable."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if image is None or image.size == 0 else to_bgr8(image)
+
+
+def open_source(spec: str) -> Source:
+    """``spec`` is a camera index, a video file, an image, a folder of images, or a URL."""
+    if spec.isdigit():
+        return VideoSource(int(spec), f"camera {spec}", live=True)
+    if "://" in spec:
+        return VideoSource(spec, spec, live=True)
+    path = Path(spec)
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return ImageSource(images, str(path))
+    if not path.exists():
+        raise SourceError(f"source not found: {spec}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        if read_image(path) is None:
+            raise SourceError(f"cannot read image: {spec}")
+        return ImageSource([path], str(path))
+    return VideoSource(str(path), path.name)

@@ -1,0 +1,159 @@
+"""Architectures by name, from one registry (timm-style ``@register`` + ``create_model``).
+
+Every model takes raw 0-255 pixels at its own size and channels and normalises
+inside the graph, so the exported SavedModel/ONNX can be fed a resized face crop by
+any tool. Augmentation is *not* part of these models: :func:`training_model` wraps
+them for training only, so nothing random or custom is exported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+from keras import layers
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    builder: Callable[..., keras.Model]
+    input_shape: tuple[int, int, int]  # default (height, width, channels)
+    summary: str
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register(name: str, input_shape: tuple[int, int, int], summary: str):
+    def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        _REGISTRY[name] = ArchSpec(builder, input_shape, summary)
+        return builder
+
+    return wrap
+
+
+def list_architectures() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def architecture(name: str) -> ArchSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(list_architectures())}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    input_shape: tuple[int, int, int] | None = None,
+    weights: str | Path | None = None,
+    dropout_rate: float = 0.4,
+) -> keras.Model:
+    """Build ``name`` for ``num_classes`` with ``input_shape`` (default: the architecture's own)."""
+    spec = architecture(name)
+    shape = tuple(input_shape or spec.input_shape)
+    model = spec.builder(input_shape=shape, num_classes=num_classes, weights=weights, dropout_rate=dropout_rate)
+    return model
+
+
+def _conv_bn_relu(x, filters: int):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _classifier_head(x, num_classes: int, dropout_rate: float, hidden: int = 0):
+    if hidden:
+        x = layers.Dropout(dropout_rate)(x)
+        x = layers.Dense(hidden, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    x = layers.Dense(num_classes)(x)
+    return layers.Activation("softmax", dtype="float32", name="probs")(x)
+
+
+@register("fer_vgg", (48, 48, 1), "VGG-style, 4 stages x 2 conv (32-256), 48x48 gray; the fast default")
+def fer_vgg(input_shape, num_classes, weights=None, dropout_rate=0.4, widths=(32, 64, 128, 256)):
+    """Plain conv-BN-ReLU stacks: fast on a laptop CPU, and FER2013-sized (48x48)."""
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for filters in widths:
+        x = _conv_bn_relu(x, filters)
+        x = _conv_bn_relu(x, filters)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    outputs = _classifier_head(x, num_classes, dropout_rate, hidden=256)
+    model = keras.Model(inputs, outputs, name="fer_vgg")
+    if weights:
+        model.load_weights(weights)
+    return model
+
+
+@register("fer_vgg_wide", (48, 48, 1), "fer_vgg at twice the width (64-512): more accurate, ~3x slower")
+def fer_vgg_wide(input_shape, num_classes, weights=None, dropout_rate=0.4):
+    return fer_vgg(input_shape, num_classes, weights, dropout_rate, widths=(64, 128, 256, 512))
+
+
+def _application(app_fn, preprocess: Callable, input_shape, num_classes, weights, dropout_rate, name):
+    """A ``keras.applications`` backbone; ImageNet weights only from a local file (never downloaded)."""
+    if input_shape[-1] != 3 and weights:
+        raise ValueError(f"{name}: ImageNet weights need 3-channel input, got {input_shape}")
+    inputs = keras.Input(input_shape, name="image")
+    x = preprocess(inputs)
+    backbone = app_fn(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
+    if weights:
+        backbone.load_weights(str(weights))
+    x = backbone(x)
+    outputs = _classifier_head(x, num_classes, dropout_rate)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _scale_minus_one_to_one(x):
+    return layers.Rescaling(1 / 127.5, offset=-1.0)(x)
+
+
+@register("vgg19", (128, 128, 3), "keras.applications VGG19, 128x128 RGB")
+def vgg19(input_shape, num_classes, weights=None, dropout_rate=0.4):
+    return _application(keras.applications.VGG19, _scale_minus_one_to_one, input_shape, num_classes, weights, dropout_rate, "vgg19")
+
+
+@register("resnet50", (128, 128, 3), "keras.applications ResNet50, 128x128 RGB")
+def resnet50(input_shape, num_classes, weights=None, dropout_rate=0.4):
+    return _application(keras.applications.ResNet50, _scale_minus_one_to_one, input_shape, num_classes, weights, dropout_rate, "resnet50")
+
+
+@register("mobilenetv2", (128, 128, 3), "keras.applications MobileNetV2, 128x128 RGB")
+def mobilenetv2(input_shape, num_classes, weights=None, dropout_rate=0.4):
+    return _application(keras.applications.MobileNetV2, _scale_minus_one_to_one, input_shape, num_classes, weights, dropout_rate, "mobilenetv2")
+
+
+def augmentation(strength: float = 1.0) -> keras.Sequential:
+    """Flip, small affine, brightness/contrast and random erasing, on 0-255 pixels."""
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal"),
+            layers.RandomRotation(0.03 * strength, fill_mode="nearest"),  # about +-11 degrees
+            layers.RandomTranslation(0.1 * strength, 0.1 * strength, fill_mode="nearest"),
+            layers.RandomZoom(0.1 * strength, fill_mode="nearest"),
+            layers.RandomBrightness(0.2 * strength, value_range=(0, 255)),
+            layers.RandomContrast(0.3 * strength, value_range=(0, 255)),
+            layers.RandomErasing(factor=0.5 * strength, scale=(0.02, 0.2), value_range=(0, 255)),
+        ],
+        name="augment",
+    )
+
+
+def training_model(core: keras.Model, data_shape: tuple[int, int, int], strength: float = 1.0) -> keras.Model:
+    """``core`` behind augmentation, and behind resizing/channel-repeat when the data
+    (FER2013: 48x48 gray) differs from the model's input. Only ``core`` is exported."""
+    height, width, channels = core.input_shape[1:]
+    inputs = keras.Input(data_shape, name="image")
+    x = augmentation(strength)(inputs)
+    if (data_shape[0], data_shape[1]) != (height, width):
+        x = layers.Resizing(height, width)(x)
+    if data_shape[-1] == 1 and channels == 3:
+        x = layers.Concatenate()([x, x, x])
+    return keras.Model(inputs, core(x), name=f"train_{core.name}")

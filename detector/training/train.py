@@ -1,0 +1,162 @@
+"""Train one registered architecture on FER2013; resumable, logged, exportable.
+
+The same code runs on TensorFlow (CPU here) and on the PyTorch backend on a GPU
+machine (``KERAS_BACKEND=torch``): data are numpy arrays, augmentation is Keras
+layers, and checkpoints are backend-neutral weight files, so a run can stop on one
+machine and resume on another from ``OUT/backup``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "fer_vgg"
+    data: str = "../shared/fer2013"
+    out: str = "runs/fer_vgg"
+    epochs: int = 60
+    batch_size: int = 64
+    img_size: int | None = None  # square input side; default: the architecture's own
+    channels: int | None = None  # default: the architecture's own
+    learning_rate: float = 0.05  # peak of the warm-up + cosine schedule (SGD, Nesterov)
+    warmup_epochs: int = 3
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    dropout_rate: float = 0.4
+    augment: float = 1.0  # augmentation strength, 0 = off
+    class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency
+    weights: str | None = None  # local ImageNet weights file for the applications
+    limit: int = 0  # use only this many train/val images (smoke runs)
+    seed: int = 1337
+    verbose: int = 1  # Keras: 1 progress bar, 2 one line per epoch
+    export: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _accelerator() -> str | None:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else None
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_physical_devices("GPU") else None
+    return None
+
+
+def _to_input(images: np.ndarray) -> np.ndarray:
+    return images[..., None] if images.ndim == 3 else images
+
+
+def train(config: TrainConfig) -> Path:
+    """Fit ``config.arch``; returns the output folder (with ``best.keras`` and, if
+    ``config.export``, the exported ``saved_model/``)."""
+    import keras
+
+    from detector.training import data as fer
+    from detector.training.models import architecture, create_model, training_model
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    keras.utils.set_random_seed(config.seed)
+    accelerator = _accelerator()
+    if accelerator:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    log.info("backend %s, accelerator %s", keras.backend.backend(), accelerator or "none (CPU)")
+
+    train_split = fer.load_split(config.data, "train")
+    val_split = fer.load_split(config.data, "val")
+    if config.limit:
+        train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
+    classes = train_split.classes
+    spec = architecture(config.arch)
+    size = config.img_size or spec.input_shape[0]
+    shape = (size, size, config.channels or spec.input_shape[2])
+
+    core = create_model(config.arch, len(classes), shape, config.weights, config.dropout_rate)
+    model = training_model(core, _to_input(train_split.images).shape[1:], config.augment)
+    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate / 25,
+        warmup_target=config.learning_rate,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
+        decay_steps=max(1, (config.epochs - config.warmup_epochs) * steps_per_epoch),
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "best.weights.h5"),
+            monitor="val_accuracy",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=_best_so_far(out / "history.csv"),
+        ),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+    ]
+    weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
+    one_hot = np.eye(len(classes), dtype="float32")
+    started = time.perf_counter()
+    model.fit(
+        _to_input(train_split.images),
+        one_hot[train_split.labels],
+        validation_data=(_to_input(val_split.images), one_hot[val_split.labels]),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    minutes = (time.perf_counter() - started) / 60
+    model.load_weights(str(out / "best.weights.h5"))
+    core.save(out / "best.keras")
+    (out / "labels.txt").write_text("\n".join(classes) + "\n")
+    info = {"arch": config.arch, "train_minutes_this_session": round(minutes, 1), "hardware": _hardware(accelerator)}
+    (out / "train_info.json").write_text(json.dumps(info, indent=2))
+    if config.export:
+        from detector.training.export import export_model
+
+        export_model(out / "best.keras", out / "saved_model", classes, data=config.data)
+    return out
+
+
+def _best_so_far(history: Path) -> float | None:
+    """Best val_accuracy of earlier sessions of a resumed run, so its best checkpoint is kept."""
+    if not history.exists():
+        return None
+    import csv
+
+    with history.open() as handle:
+        scores = [float(row["val_accuracy"]) for row in csv.DictReader(handle) if row.get("val_accuracy")]
+    return max(scores) if scores else None
+
+
+def _hardware(accelerator: str | None) -> str:
+    import os
+    import platform
+
+    if accelerator == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
