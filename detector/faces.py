@@ -22,6 +22,9 @@ class DetectorConfig:
     min_neighbors: int = 5
     min_face: float = 0.1  # smallest face side, as a fraction of the frame's shorter side
     detect_width: int = 320  # frames wider than this are downscaled for detection (0 = never)
+    full_every: int = 5  # full-frame detection every N frames; between them, only around known faces (1 = always full)
+    roi_margin: float = 0.5  # search region around a known face, in face sides on each side
+    roi_face_px: int = 64  # known faces are re-detected at about this size, which keeps it cheap
 
 
 def clamp_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) -> np.ndarray:
@@ -67,3 +70,58 @@ class HaarFaceDetector:
         boxes = np.round(np.asarray(found, dtype=np.float64) / scale).astype(np.int64)
         boxes = clamp_boxes(boxes, width, height)
         return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
+
+    def detect_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """Re-find a known face in a small region around ``box``, searching only sizes near
+        its own: a handful of scales on a ~200 px patch instead of the whole frame."""
+        x, y, w, h = (int(v) for v in box)
+        margin = int(self.config.roi_margin * max(w, h))
+        x0, y0 = max(0, x - margin), max(0, y - margin)
+        x1, y1 = min(gray.shape[1], x + w + margin), min(gray.shape[0], y + h + margin)
+        scale = self.config.roi_face_px / max(w, 1)
+        patch = cv2.resize(gray[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        if min(patch.shape) < 24:
+            return None
+        side = self.config.roi_face_px
+        found = self._cascade.detectMultiScale(
+            cv2.equalizeHist(patch),
+            scaleFactor=self.config.scale_factor,
+            minNeighbors=self.config.min_neighbors,
+            minSize=(max(20, int(side * 0.7)),) * 2,
+            maxSize=(int(side * 1.45),) * 2,
+        )
+        if len(found) == 0:
+            return None
+        found = np.asarray(found, dtype=np.float64) / scale + [x0, y0, 0, 0]
+        centre = np.array([x + w / 2, y + h / 2])
+        nearest = found[np.argmin(np.linalg.norm(found[:, :2] + found[:, 2:] / 2 - centre, axis=1))]
+        return np.round(nearest).astype(np.int64)
+
+
+class FaceFinder:
+    """Full detection every ``full_every`` frames, cheap re-detection around known faces between.
+
+    Full-frame Haar is the most expensive step of the frame; faces move little in
+    1/6 s, so most frames only need to confirm where they are now. New faces are
+    picked up at the next full detection.
+    """
+
+    def __init__(self, detector: HaarFaceDetector):
+        self.detector = detector
+        self._boxes = np.zeros((0, 4), np.int32)
+        self._since_full = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        every = max(1, self.detector.config.full_every)
+        if self._since_full + 1 >= every or len(self._boxes) == 0:
+            self._boxes, self._since_full = self.detector.detect(gray), 0
+            return self._boxes
+        self._since_full += 1
+        found = [self.detector.detect_near(gray, box) for box in self._boxes]
+        kept = [box for box in found if box is not None]
+        boxes = clamp_boxes(np.array(kept), gray.shape[1], gray.shape[0]) if kept else np.zeros((0, 4), np.int32)
+        if len(boxes) < len(self._boxes):
+            self._since_full = every  # a face was lost: look at the whole frame next time
+        self._boxes = boxes
+        return boxes

@@ -11,18 +11,25 @@ from dataclasses import replace
 from typing import Callable, Sequence
 
 from detector.classifier import EmotionClassifier
-from detector.faces import HaarFaceDetector
+from detector.faces import FaceFinder, HaarFaceDetector
 from detector.results import Faces, FrameResult
 
 Stage = Callable[[FrameResult], FrameResult]
 
 
 class DetectFaces:
+    """Faces of a stream of frames; it remembers the last faces of the current source,
+    and starts afresh when the source changes (each image of a folder stands alone)."""
+
     def __init__(self, detector: HaarFaceDetector):
         self.detector = detector
+        self._source: str | None = None
+        self._find = FaceFinder(detector)
 
     def __call__(self, result: FrameResult) -> FrameResult:
-        return replace(result, faces=Faces(self.detector.detect(result.image)))
+        if result.source != self._source:
+            self._source, self._find = result.source, FaceFinder(self.detector)
+        return replace(result, faces=Faces(self._find(result.image)))
 
 
 class ClassifyFaces:

@@ -1,0 +1,231 @@
+"""``main.py bench``: the pipeline against the naive loop, same clips, same process.
+
+The naive loop is what most seed projects ship: full-frame Haar (1.1, 5) on every
+frame and one TensorFlow call per face. Clips are 640x480 and made from the bundled
+sample clip (real faces): one face, and a 2x2 mosaic with four. This is a script
+that reports, not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.classifier import EmotionClassifier, ModelConfig
+from detector.config import AppConfig
+from detector.faces import HaarFaceDetector
+from detector.overlay import Overlay
+from detector.paths import SAMPLE_CLIP, app_dir, resource as resource_path
+from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
+from detector.sources import VideoSource
+
+log = logging.getLogger(__name__)
+SIZE = (640, 480)
+
+
+def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    scale = min(w / frame.shape[1], h / frame.shape[0])
+    resized = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    top, left = (h - resized.shape[0]) // 2, (w - resized.shape[1]) // 2
+    return cv2.copyMakeBorder(resized, top, h - resized.shape[0] - top, left, w - resized.shape[1] - left, cv2.BORDER_REPLICATE)
+
+
+def make_clips(folder: Path, frames: int) -> dict[str, Path]:
+    """640x480 clips with 1 and 4 real faces, from the sample clip."""
+    capture = cv2.VideoCapture(str(resource_path(SAMPLE_CLIP)))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
+    source = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        source.append(frame)
+    capture.release()
+    clips = {"1 face": folder / "bench_1face.mp4", "4 faces": folder / "bench_4faces.mp4"}
+    writers = {name: cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE) for name, path in clips.items()}
+    n = len(source)
+    for i in range(frames):
+        writers["1 face"].write(_letterbox(source[i % n], SIZE))
+        tiles = [_letterbox(source[(i + k * n // 4) % n], (SIZE[0] // 2, SIZE[1] // 2)) for k in range(4)]
+        writers["4 faces"].write(np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])]))
+    for writer in writers.values():
+        writer.release()
+    return clips
+
+
+def _stats(values: list[float]) -> dict:
+    array = np.asarray(values, dtype=np.float64)
+    return {"p50": round(float(np.median(array)), 2), "p95": round(float(np.percentile(array, 95)), 2)}
+
+
+def run_pipeline(clip: Path, config: AppConfig) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+    """Per-stage milliseconds of the app's own path: read -> detect -> classify -> overlay."""
+    pipeline = Pipeline([("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector))),
+                         ("classify", ClassifyFaces(EmotionClassifier(config.model)))])
+    overlay = Overlay()
+    times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "overlay": [], "total": []}
+    boxes, probs = [], []
+    with VideoSource(str(clip), clip.name) as source:
+        t_read = time.perf_counter()
+        for frame in source:
+            read_ms = (time.perf_counter() - t_read) * 1000
+            result = pipeline(frame)
+            t0 = time.perf_counter()
+            overlay.draw(result, 0.0)
+            overlay_ms = (time.perf_counter() - t0) * 1000
+            for stage in ("detect", "classify"):
+                times[stage].append(result.timings[stage])
+            times["read"].append(read_ms)
+            times["overlay"].append(overlay_ms)
+            times["total"].append(read_ms + result.timings["total"] + overlay_ms)
+            boxes.append(result.faces.boxes)
+            probs.append(result.faces.probs)
+            t_read = time.perf_counter()
+    return times, boxes, probs
+
+
+def run_naive(clip: Path, cascade: str, model_dir: str) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+    """The seed-project loop: full-frame Haar 1.1/5 every frame, one TF call per face."""
+    classifier = EmotionClassifier(ModelConfig(model_dir, backend="tf"))
+    haar = cv2.CascadeClassifier(cascade)
+    overlay = Overlay()
+    times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "overlay": [], "total": []}
+    boxes, probs = [], []
+    capture = cv2.VideoCapture(str(clip))
+    from detector.results import Faces, FrameResult
+
+    while True:
+        t0 = time.perf_counter()
+        ok, frame = capture.read()
+        if not ok:
+            break
+        t1 = time.perf_counter()
+        found = haar.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), scaleFactor=1.1, minNeighbors=5)
+        found = np.asarray(found, dtype=np.int32).reshape(-1, 4)
+        t2 = time.perf_counter()
+        face_probs = np.concatenate([classifier.classify(frame, box[None]) for box in found]) if len(found) else np.zeros((0, len(classifier.labels)))
+        t3 = time.perf_counter()
+        overlay.draw(FrameResult(0, 0.0, "", frame, Faces(found, face_probs), classifier.labels), 0.0)
+        t4 = time.perf_counter()
+        for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+            times[key].append(value * 1000)
+        boxes.append(found)
+        probs.append(face_probs)
+    capture.release()
+    return times, boxes, probs
+
+
+def _tiles(boxes: np.ndarray, grid: int) -> dict[int, int]:
+    """Tile of each face centre -> index of the face; each tile of a clip holds one real face."""
+    cell_w, cell_h = SIZE[0] / grid, SIZE[1] / grid
+    tiles: dict[int, int] = {}
+    for i, (x, y, w, h) in enumerate(boxes):
+        tile = int((y + h / 2) // cell_h) * grid + int((x + w / 2) // cell_w)
+        tiles.setdefault(tile, i)
+    return tiles
+
+
+def quality(grid: int, boxes: list, probs: list, ref_boxes: list, ref_probs: list) -> dict:
+    """Recall (share of face-frames found: every tile holds one face in every frame), and how
+    often the label agrees with the reference loop's on faces both found."""
+    found = ref_found = agree = shared = 0
+    for ob, op, rb, rp in zip(boxes, probs, ref_boxes, ref_probs):
+        ours, ref = _tiles(ob, grid), _tiles(rb, grid)
+        found, ref_found = found + len(ours), ref_found + len(ref)
+        for tile in ours.keys() & ref.keys():
+            shared += 1
+            agree += int(np.argmax(op[ours[tile]]) == np.argmax(rp[ref[tile]]))
+    expected = len(boxes) * grid * grid
+    return {"recall": round(found / expected, 4), "naive_recall": round(ref_found / expected, 4),
+            "label_agreement": round(agree / max(shared, 1), 4)}
+
+
+def cold_start(clip: Path, model: str, runs: int = 3) -> dict:
+    """Seconds from launching ``main.py`` to its first annotated frame written, and peak RSS."""
+    seconds, rss = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(runs):
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, str(app_dir() / "main.py"), "--source", str(clip), "--model", model,
+                                   "--no-display", "--max-frames", "1", "--output", f"{tmp}/a.mp4", "--log", f"{tmp}/r.jsonl"],
+                                  capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            seconds.append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.strip())
+        full = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(clip), model], capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        rss = json.loads(full.stdout.strip().splitlines()[-1])
+    return {"cold_start_s": round(float(np.median(seconds)), 3), **rss}
+
+
+_RSS_PROBE = """
+import json, resource, sys
+from detector.cli import main
+main(["--source", sys.argv[1], "--model", sys.argv[2], "--no-display", "--log", "/dev/null"])
+print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+"""
+
+
+def _table(report: dict) -> str:
+    rows = ["| clip | loop | read | detect | classify | overlay | end-to-end p50 | end-to-end p95 | FPS (p50) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for clip, loops in report["clips"].items():
+        for name in ("pipeline", "naive"):
+            if name not in loops:
+                continue
+            t = loops[name]["ms"]
+            cells = [f"{t[s]['p50']:.1f} / {t[s]['p95']:.1f}" for s in ("read", "detect", "classify", "overlay")]
+            rows.append(f"| {clip} | {name} | " + " | ".join(cells) +
+                        f" | {t['total']['p50']:.1f} | {t['total']['p95']:.1f} | {1000 / t['total']['p50']:.0f} |")
+    lines = ["\n".join(rows), "", "stage cells: p50 / p95 milliseconds"]
+    for clip, loops in report["clips"].items():
+        q = loops.get("quality", {})
+        speedup = loops.get("speedup_p50")
+        lines.append(f"{clip}: speed-up x{speedup} (p50)  recall {q.get('recall')} vs naive {q.get('naive_recall')}  "
+                     f"label agreement {q.get('label_agreement')}" if speedup else f"{clip}: naive loop not run")
+    s = report["startup"]
+    lines.append(f"cold start to first annotated frame: {s['cold_start_s']} s   peak RSS: {s['peak_rss_mb']} MB")
+    return "\n".join(lines)
+
+
+def bench_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="main.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default="bench.json", help="write the results here (default: bench.json)")
+    parser.add_argument("--frames", type=int, default=300, help="frames per clip (default 300)")
+    parser.add_argument("--model", default=AppConfig().model.path, help="model to benchmark (default: the shipped one)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive TensorFlow loop")
+    args = parser.parse_args(argv)
+    config = AppConfig(model=ModelConfig(args.model))
+    report: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                                "cpus": os.cpu_count(), "python": platform.python_version()},
+                    "model": args.model, "frames": args.frames, "clips": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = make_clips(Path(tmp), args.frames)
+        for (name, clip), grid in zip(clips.items(), (1, 2)):
+            times, boxes, probs = run_pipeline(clip, config)
+            entry = {"pipeline": {"ms": {k: _stats(v) for k, v in times.items()}}}
+            if not args.no_naive:
+                n_times, n_boxes, n_probs = run_naive(clip, config.cascade, args.model)
+                entry["naive"] = {"ms": {k: _stats(v) for k, v in n_times.items()}}
+                entry["speedup_p50"] = round(entry["naive"]["ms"]["total"]["p50"] / entry["pipeline"]["ms"]["total"]["p50"], 1)
+                entry["quality"] = quality(grid, boxes, probs, n_boxes, n_probs)
+            report["clips"][name] = entry
+            print(f"{name}: done", file=sys.stderr)
+        report["startup"] = cold_start(clips["1 face"], args.model)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(_table(report))
+    print(f"\nwritten: {args.json}")
+    return 0

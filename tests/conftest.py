@@ -1,0 +1,47 @@
+"""Shared fixtures. FER2013 is read from outside the repository (it must not be
+redistributed in it): ``$FER2013_DIR``, else ``../shared/fer2013`` beside the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FER2013_DIR = REPO_ROOT.parent / "shared" / "fer2013"
+
+
+@pytest.fixture(scope="session")
+def fer2013_dir() -> Path:
+    """The FER2013 data set; skipped when absent, except on CI (``CI=true``) where it must exist."""
+    path = Path(os.environ.get("FER2013_DIR") or DEFAULT_FER2013_DIR)
+    if path.exists():
+        return path
+    reason = f"FER2013 not found at {path} (set FER2013_DIR to a folder tree, fer2013.csv or packed .npz)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+SHIPPED_MODEL = REPO_ROOT / "saved_model_trt"
+
+
+def run_main(*args: str, timeout: float = 600, env: dict | None = None, **kwargs):
+    """``python main.py ARGS`` as a user runs it; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    full_env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    full_env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "main.py"), *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=kwargs.get("cwd", REPO_ROOT),
+    )
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    if not (SHIPPED_MODEL / "saved_model.pb").is_file():
+        pytest.fail(f"the shipped model is missing: {SHIPPED_MODEL}")
+    return SHIPPED_MODEL
