@@ -38,6 +38,7 @@ KEY_SNAPSHOT = ord("s")
 class RunStats:
     frames: int = 0
     faces: int = 0
+    unreadable: int = 0  # frames or images that could not be decoded, skipped
     stopped_by: str = "end"  # end | user | signal
 
 
@@ -91,7 +92,10 @@ def run(config: AppConfig) -> RunStats:
                 sinks.append(stack.enter_context(VideoSink(Path(config.output), source.fps)))
             if show:
                 stack.callback(cv2.destroyAllWindows)
-            _loop(config, source, pipeline, overlay, sinks, show, notice, stats)
+            try:
+                _loop(config, source, pipeline, overlay, sinks, show, notice, stats)
+            finally:
+                stats.unreadable = getattr(source, "failed_reads", 0) + len(getattr(source, "skipped", ()))
     except _Stop:
         stats.stopped_by = "signal"
     finally:
@@ -116,7 +120,15 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats) -> None
     fps, last = 0.0, time.perf_counter()
     draw = show or any(isinstance(s, VideoSink) for s in sinks)
     started = time.perf_counter()
+    annotated = None
     for frame in source:
+        if frame is None:  # a live source is waiting for its device
+            if show and annotated is not None:
+                status = getattr(source, "status", "")
+                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, status), config, None, 0.0, started):
+                    stats.stopped_by = "user"
+                    return
+            continue
         result = pipeline(frame)
         now = time.perf_counter()
         fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1.0 / max(now - last, 1e-6)
@@ -137,13 +149,13 @@ def _show(image, config: AppConfig, result, frame_period: float, started: float)
     """Show a frame and handle keys; False when the user quits or closes the window."""
     cv2.imshow(WINDOW, image)
     wait_ms = 1
-    if frame_period:  # play files at their own speed
+    if frame_period and result is not None:  # play files at their own speed
         wait_ms = max(1, int((started + result.time - time.perf_counter()) * 1000))
     key = cv2.waitKey(wait_ms) & 0xFF
     if key == KEY_PAUSE:
         key = cv2.waitKey(0) & 0xFF
     if key == KEY_SNAPSHOT:
-        path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{result.index:06d}.png"
+        path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 10**6:06d}.png"
         cv2.imwrite(str(path), image)
         print(f"snapshot saved: {path}", file=sys.stderr)
     if key in KEY_QUIT:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -71,24 +73,50 @@ class OnnxBackend(Backend):
         return np.asarray(self._session.run(None, {self._input_name: batch})[0])
 
 
+@contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes straight to file descriptor 2 (TensorFlow's C++
+    start-up and device chatter, which ``TF_CPP_MIN_LOG_LEVEL`` does not stop), so
+    user errors stay one line. Python's own ``sys.stderr`` is left alone."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_native_stderr():
+        import tensorflow
+    return tensorflow
+
+
 class TensorFlowBackend(Backend):
     """A SavedModel folder's serving signature, or a ``.keras`` file (loaded with ``safe_mode``)."""
 
     name = "tf"
 
     def __init__(self, path: Path, threads: int = 0):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
-            import tensorflow as tf
+            tf = import_tensorflow()
         except ImportError:
             raise ModelError("this model needs TensorFlow: pip install tensorflow (or give a model with model.onnx)") from None
         if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+            except RuntimeError:  # TensorFlow already running in this process: keep its setting
+                log.info("TensorFlow threads already set; --threads ignored for it")
         self._tf = tf
-        if path.suffix == ".keras":
-            self._fn, spec, self.num_outputs = _load_keras(path)
-        else:
-            self._fn, spec, self.num_outputs = _load_saved_model(tf, path)
+        with quiet_native_stderr():
+            if path.suffix == ".keras":
+                self._fn, spec, self.num_outputs = _load_keras(path)
+            else:
+                self._fn, spec, self.num_outputs = _load_saved_model(tf, path)
         self.input_hwc = tuple(spec[1:4]) if len(spec) == 4 else (None, None, None)
         if len(spec) != 4:
             raise ModelError(f"{path}: expected a 4-D image input, got shape {spec}")
@@ -99,6 +127,7 @@ class TensorFlowBackend(Backend):
 
 
 def _load_keras(path: Path):
+    import_tensorflow()
     import keras
 
     try:
@@ -139,4 +168,5 @@ BACKENDS: dict[str, Callable[..., Backend]] = {"onnx": OnnxBackend, "tf": Tensor
 
 
 def _physical_cores() -> int:
+    """Logical CPUs, capped at 4: past that, one small model per frame gains nothing from more."""
     return max(1, min(4, os.cpu_count() or 1))

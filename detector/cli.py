@@ -107,7 +107,8 @@ def _run(argv: list[str]) -> int:
     from detector.app import run
 
     stats = run(config_from_args(args))
-    print(f"{stats.frames} frames, {stats.faces} faces", file=sys.stderr)
+    skipped = f", {stats.unreadable} unreadable frames skipped" if stats.unreadable else ""
+    print(f"{stats.frames} frames, {stats.faces} faces{skipped}", file=sys.stderr)
     return 0
 
 

@@ -63,11 +63,20 @@ class Source:
 
 
 class VideoSource(Source):
-    """A video file (or a live stream/camera when ``live``)."""
+    """A video file (or a live stream/camera when ``live``).
 
-    def __init__(self, capture_arg: int | str, name: str, live: bool = False, queue_size: int = 8):
-        backend = cv2.CAP_DSHOW if live and isinstance(capture_arg, int) and sys.platform == "win32" else cv2.CAP_ANY
-        self._capture = cv2.VideoCapture(capture_arg, backend)
+    A live source that stops delivering frames (camera unplugged) is reopened with
+    backoff for up to ``reconnect_s`` seconds; meanwhile ``status`` says so and the
+    iterator yields ``None`` every ``idle_s`` so a window can keep redrawing.
+    """
+
+    def __init__(self, capture_arg: int | str, name: str, live: bool = False, queue_size: int = 8,
+                 reconnect_s: float = 30.0, idle_s: float = 0.1):
+        self._capture_arg = capture_arg
+        self._backend = cv2.CAP_DSHOW if live and isinstance(capture_arg, int) and sys.platform == "win32" else cv2.CAP_ANY
+        self.reconnect_s, self.idle_s = reconnect_s, idle_s
+        self.status = ""
+        self._capture = cv2.VideoCapture(capture_arg, self._backend)
         if not self._capture.isOpened():
             self._capture.release()
             raise SourceError(f"cannot open {'camera' if isinstance(capture_arg, int) else 'video'} {name}")
@@ -107,14 +116,50 @@ class VideoSource(Source):
         while not self._stop.is_set():
             ok, frame = self._capture.read()
             if not ok or frame is None:
+                if self.live and self._reconnect():
+                    continue
+                if not self.live and self._skip_unreadable(index):
+                    index += 1
+                    continue
                 break
             self._put((index, time.perf_counter(), frame))
             index += 1
         self._put(_END)
 
-    def __iter__(self) -> Iterator[FrameResult]:
+    def _skip_unreadable(self, index: int) -> bool:
+        """A frame that fails to decode mid-file is skipped (and counted), not the end."""
+        if not self.frame_count or index >= self.frame_count:
+            return False
+        self.failed_reads += 1
+        position = self._capture.get(cv2.CAP_PROP_POS_FRAMES)
+        if position <= index:  # the decoder did not move on: step over the broken frame
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, index + 1)
+        return self.failed_reads < 100
+
+    def _reconnect(self) -> bool:
+        """Reopen a lost camera with backoff; False once ``reconnect_s`` has passed."""
+        deadline, delay = time.monotonic() + self.reconnect_s, 0.25
+        log.warning("%s: no frames, reconnecting", self.name)
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self.status = "Camera lost: reconnecting..."
+            self._capture.release()
+            self._stop.wait(delay)
+            self._capture = cv2.VideoCapture(self._capture_arg, self._backend)
+            if self._capture.isOpened() and self._capture.grab():
+                self.status = ""
+                log.warning("%s: reconnected", self.name)
+                return True
+            delay = min(delay * 2, 4.0)
+        self.status = ""
+        return False
+
+    def __iter__(self) -> Iterator[FrameResult | None]:
         while True:
-            item = self._frames.get()
+            try:
+                item = self._frames.get(timeout=self.idle_s if self.live else None)
+            except queue.Empty:
+                yield None  # live source, nothing new yet: let the window redraw
+                continue
             if item is _END:
                 return
             index, stamp, image = item

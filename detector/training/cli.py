@@ -1,0 +1,145 @@
+"""``main.py train``: one flag per :class:`TrainConfig` field, defaults from the dataclass.
+
+Flags are generated from the dataclass fields, so a field added to ``TrainConfig``
+is settable from the command line without touching this file (``HELP`` only adds
+its explanation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from detector.errors import UserError
+from detector.training.train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+HELP = {
+    "arch": "registered architecture (see --list)",
+    "data": "FER2013 folder (train/ and val/ inside), fer2013.csv or packed .npz",
+    "out": "run folder: checkpoints, history.csv, best.keras, saved_model/; an existing run resumes",
+    "img_size": "square input side (default: the architecture's own)",
+    "channels": "1 gray or 3 RGB (default: the architecture's own)",
+    "learning_rate": "peak learning rate of the warm-up + cosine schedule (SGD, Nesterov)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up",
+    "dropout_rate": "dropout before the classifier layers",
+    "augment": "augmentation strength, 0 = off",
+    "class_weight_power": "0 = no class re-weighting, 1 = full inverse frequency",
+    "weights": "local ImageNet weights file for the keras.applications architectures",
+    "limit": "use only N train images (and N/4 val) for a smoke run; 0 = all",
+    "verbose": "Keras progress: 1 bar, 2 one line per epoch",
+    "export": "export saved_model/ (+ ONNX) after training",
+    "tta": "bake horizontal-flip test-time augmentation into the exported model",
+    "extra": "JSON object of extra settings, recorded in config.json",
+}
+ALIASES = {"learning_rate": ["--lr"]}
+CHOICES = {"channels": (1, 3), "verbose": (0, 1, 2)}
+POSITIVE = ("epochs", "batch_size", "learning_rate", "img_size")  # the rest may be 0, none negative
+
+
+def _number(kind: type, minimum: float, strict: bool) -> Callable[[str], Any]:
+    """argparse type that rejects values below ``minimum`` (or equal to it when ``strict``)."""
+    def parse(text: str):
+        value = kind(text)
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
+
+
+def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: Any, default: Any) -> None:
+    flags = [f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, [])]
+    base = next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)  # int | None -> int
+    shown = "" if default is None or isinstance(default, dict) else f" (default: {default})"
+    kwargs: dict[str, Any] = {"dest": field.name, "default": default, "help": HELP.get(field.name, field.name.replace("_", " ")) + shown}
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif base is dict:
+        kwargs.update(type=_json_object, metavar="JSON")
+    elif base in (int, float):
+        kwargs.update(type=_number(base, 0, field.name in POSITIVE), metavar="N" if base is int else "X", choices=CHOICES.get(field.name))
+    else:
+        kwargs.update(type=base, metavar=field.name.split("_")[-1].upper())
+    group.add_argument(*flags, **kwargs)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py train", description="Train a registered architecture on FER2013.")
+    p.add_argument("--list", action="store_true", help="list the registered architectures and exit")
+    group = p.add_argument_group("training (TrainConfig)")
+    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        _add_field(group, field, hints[field.name], getattr(defaults, field.name))
+    if not hasattr(defaults, "tta"):
+        group.add_argument("--tta", action="store_true", help=HELP["tta"])
+    return p
+
+
+def architectures_text() -> str:
+    from detector.training.models import architecture, list_architectures
+
+    names = list_architectures()
+    width = max(len(name) for name in names)
+    return "\n".join(f"{name:<{width}}  {architecture(name).summary}" for name in names)
+
+
+def _check(config: TrainConfig) -> None:
+    """Fail at once, in one line, on what would otherwise fail after loading the data."""
+    data = Path(config.data)
+    if not data.exists():
+        raise UserError(f"data not found: {data} (give --data a FER2013 folder, fer2013.csv or packed .npz)")
+    missing = [split for split in ("train", "val") if data.is_dir() and not (data / split).is_dir()]
+    if missing:
+        raise UserError(f"no {' or '.join(missing)} folder in {data}")
+    if config.weights and not Path(config.weights).is_file():
+        raise UserError(f"weights file not found: {config.weights}")
+    from detector.training.models import architecture  # imports TensorFlow: after the cheap checks
+
+    try:
+        architecture(config.arch)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def train_main(argv: Sequence[str]) -> int:
+    """Parse, check, train; the run folder is printed so scripts can pick it up."""
+    args = train_parser().parse_args(argv)
+    if args.list:
+        print(architectures_text())
+        return 0
+    config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+    _check(config)
+    log.info("training %s on %s into %s", config.arch, config.data, config.out)
+    if getattr(args, "tta", False) and not hasattr(config, "tta"):
+        print(_train_then_export_tta(config))
+    else:
+        print(train(config))
+    return 0
+
+
+def _train_then_export_tta(config: TrainConfig) -> Path:
+    """``train`` exports without TTA (TrainConfig has no ``tta`` field), so export here instead."""
+    from detector.labels import LABELS_FILE, read_labels
+    from detector.training.export import export_model
+
+    out = train(dataclasses.replace(config, export=False, extra={**config.extra, "tta": "flip"}))
+    if config.export:
+        export_model(out / "best.keras", out / "saved_model", read_labels(out / LABELS_FILE), data=config.data, tta=True)
+    return out
