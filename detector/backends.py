@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from detector.errors import ModelError
+from detector.errors import ModelError, quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +70,6 @@ class OnnxBackend(Backend):
         if self.channels_first:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         return np.asarray(self._session.run(None, {self._input_name: batch})[0])
-
-
-@contextmanager
-def quiet_native_stderr():
-    """Silence what native code writes straight to file descriptor 2 (TensorFlow's C++
-    start-up and device chatter, which ``TF_CPP_MIN_LOG_LEVEL`` does not stop), so
-    user errors stay one line. Python's own ``sys.stderr`` is left alone."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def import_tensorflow():

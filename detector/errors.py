@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
+
 EXIT_USER_ERROR = 2
 
 
@@ -15,3 +19,19 @@ class SourceError(UserError):
 
 class ModelError(UserError):
     """The model folder or file is missing, corrupt, or does not describe itself."""
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes straight to file descriptor 2 (TensorFlow's C++
+    start-up chatter, which ``TF_CPP_MIN_LOG_LEVEL`` does not stop; OpenCV's capture
+    backends probing a camera), so user errors stay one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -19,7 +19,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from detector.errors import SourceError
+from detector.errors import SourceError, quiet_native_stderr
 from detector.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,11 @@ class VideoSource(Source):
         self._backend = cv2.CAP_DSHOW if live and isinstance(capture_arg, int) and sys.platform == "win32" else cv2.CAP_ANY
         self.reconnect_s, self.idle_s = reconnect_s, idle_s
         self.status = ""
-        self._capture = cv2.VideoCapture(capture_arg, self._backend)
+        with quiet_native_stderr():  # OpenCV's backends print their own probing warnings
+            self._capture = cv2.VideoCapture(capture_arg, self._backend)
         if not self._capture.isOpened():
             self._capture.release()
-            raise SourceError(f"cannot open {'camera' if isinstance(capture_arg, int) else 'video'} {name}")
+            raise SourceError(f"cannot open {name}" if live else f"cannot open video {name}")
         ok, first = self._capture.read()
         if not ok or first is None:
             self._capture.release()

@@ -1,0 +1,261 @@
+"""Export a trained ``.keras`` core model to the folder the app loads.
+
+``OUT/`` is a TensorFlow SavedModel (raw 0-255 float32 NHWC in, softmax out) with
+``labels.txt``, ``model.json``, ``model.onnx`` and ``metrics.json`` beside it. The ONNX
+copy is checked against the SavedModel on real FER2013 faces: a converter bug that
+shows only on natural images would otherwise reach users.
+
+ONNX (TF 2.21, Keras 3.15, tf2onnx 1.17, onnx 1.23, protobuf 7, numpy 2.4): Keras'
+``model.export(path, format="onnx")`` works as installed (it patches tf2onnx for numpy 2,
+then calls ``tf2onnx.convert.from_function``); no pins needed. The fallback, tf2onnx on
+the SavedModel's ``serve`` function, works too and covers other Keras versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+MODEL_INFO_FILE = "model.json"
+METRICS_FILE = "metrics.json"
+ONNX_OPSET = 17
+CHECK_IMAGES = 256
+MAX_ABS_DIFF = 1e-4
+MIN_ARGMAX_AGREEMENT = 0.999
+_LOW_PRECISION = {"mixed_float16", "mixed_bfloat16", "float16", "bfloat16"}
+
+
+class OnnxMismatchError(RuntimeError):
+    """The ONNX model does not reproduce the SavedModel's probabilities."""
+
+
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror NHWC images left-right; lives only in exported graphs, never in checkpoints."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+
+def with_flip_tta(core: keras.Model) -> keras.Model:
+    """mean(softmax(f(x)), softmax(f(flip_lr(x)))): faces are roughly mirror-symmetric."""
+    inputs = keras.Input(core.input_shape[1:], name=core.inputs[0].name)
+    probs = keras.layers.Average(name="probs")([core(inputs), core(HorizontalFlip(name="flip_lr")(inputs))])
+    return keras.Model(inputs, probs, name=f"{core.name}_flip_tta")
+
+
+def _float32_config(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_float32_config(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("class_name") == "DTypePolicy" and node.get("config", {}).get("name") in _LOW_PRECISION:
+        return {**node, "config": {"name": "float32"}}
+    return {k: "float32" if k == "dtype" and isinstance(v, str) and v in _LOW_PRECISION else _float32_config(v) for k, v in node.items()}
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """GPU runs save mixed_float16 layers; CPU runtimes are slow and inexact in float16."""
+    config = keras.saving.serialize_keras_object(model)
+    converted = _float32_config(config)
+    if converted == config:
+        return model
+    log.info("converting mixed-precision model to float32 for export")
+    clone = keras.saving.deserialize_keras_object(converted, safe_mode=True)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def load_core(keras_path: Path) -> keras.Model:
+    """Load a ``.keras`` checkpoint (any backend) and check it is one NHWC image model."""
+    if not keras_path.is_file():
+        raise FileNotFoundError(f"no Keras model at {keras_path}")
+    model = keras.models.load_model(keras_path, compile=False, safe_mode=True)
+    if len(model.inputs) != 1 or len(model.input_shape) != 4 or None in model.input_shape[1:]:
+        raise ValueError(f"expected one (N, H, W, C) image input, got {model.input_shape}")
+    if len(model.outputs) != 1 or len(model.output_shape) != 2:
+        raise ValueError(f"expected one (N, classes) output, got {model.output_shape}")
+    return as_float32(model)
+
+
+def model_inputs(images: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """FER2013's 48x48 gray uint8 faces as float32 0-255 at ``shape`` (H, W, C)."""
+    import cv2
+
+    height, width, channels = shape
+    if images.shape[1:3] != (height, width):
+        images = np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR) for image in images])
+    images = images.astype(np.float32).reshape(*images.shape[:3], -1)  # (N, H, W) -> (N, H, W, 1)
+    if images.shape[-1] != channels:
+        images = np.repeat(images[..., :1], channels, axis=-1)
+    return images
+
+
+def check_agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """Max abs difference and argmax agreement; raises when outside the app's tolerance."""
+    if reference.shape != candidate.shape:
+        raise OnnxMismatchError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
+    max_diff = float(np.max(np.abs(reference - candidate)))
+    agreement = float(np.mean(reference.argmax(-1) == candidate.argmax(-1)))
+    if not max_diff < MAX_ABS_DIFF or agreement < MIN_ARGMAX_AGREEMENT:
+        raise OnnxMismatchError(f"ONNX disagrees with SavedModel: max abs diff {max_diff:.2e}, argmax agreement {agreement:.4f}")
+    return max_diff, agreement
+
+
+def _to_onnx(model: keras.Model, saved_model: Path, onnx_path: Path) -> str:
+    """Keras' exporter first; tf2onnx on the SavedModel if this Keras cannot convert."""
+    try:
+        model.export(str(onnx_path), format="onnx", opset_version=ONNX_OPSET, verbose=False)
+        return "keras"
+    except Exception as error:  # noqa: BLE001 - any converter failure has the same remedy
+        log.warning("Keras ONNX export failed (%s: %s); converting the SavedModel with tf2onnx", type(error).__name__, error)
+    import tensorflow as tf
+    import tf2onnx
+
+    with contextlib.suppress(ImportError):  # Keras' numpy-2 fixes for tf2onnx; private, so optional
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=model.inputs[0].name)
+    loaded = tf.saved_model.load(str(saved_model))  # keep referenced, or TF frees its variables mid-call
+    tf2onnx.convert.from_function(loaded.serve, [spec], opset=ONNX_OPSET, output_path=str(onnx_path))
+    return "tf2onnx"
+
+
+def verify_onnx(saved_model: Path, onnx_path: Path, images: np.ndarray) -> dict[str, Any]:
+    """Run the SavedModel and onnxruntime on the same images; also checks batch size 1."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved_model))
+    if "serving_default" not in loaded.signatures:
+        raise OnnxMismatchError("SavedModel has no serving_default signature")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    reference = loaded.serve(tf.constant(images)).numpy()
+    candidate = session.run(None, {name: images})[0]
+    single = session.run(None, {name: images[:1]})[0]
+    max_diff, agreement = check_agreement(reference, candidate)
+    check_agreement(reference[:1], single)
+    return {"onnx_max_abs_diff": max_diff, "onnx_argmax_agreement": agreement, "onnx_check_images": len(images)}
+
+
+def flip_tta_accuracy(core: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Val accuracy without and with flip TTA, so the choice of ``--tta`` rests on data."""
+    plain = core.predict(images, batch_size=256, verbose=0)
+    both = plain + core.predict(images[:, :, ::-1], batch_size=256, verbose=0)
+    accuracy = {"val_accuracy_no_tta": np.mean(plain.argmax(-1) == labels), "val_accuracy_flip_tta": np.mean(both.argmax(-1) == labels)}
+    return {**{k: float(v) for k, v in accuracy.items()}, "val_images": int(len(labels))}
+
+
+def _check_images(data: str | None, classes: Sequence[str], core: keras.Model) -> tuple[np.ndarray, dict[str, Any]]:
+    """Real val faces when ``data`` is given (plus TTA accuracy if classes match), else noise."""
+    shape = core.input_shape[1:]
+    if data is None:
+        log.warning("no data given: checking ONNX on random pixels, not real faces")
+        noise = np.random.default_rng(0).uniform(0, 255, (CHECK_IMAGES, *shape)).astype(np.float32)
+        return noise, {"onnx_check_source": "uniform noise"}
+    from detector.training.data import load_split
+
+    split = load_split(data, "val")
+    metrics: dict[str, Any] = {"onnx_check_source": "fer2013 val"}
+    if tuple(classes) == split.classes:
+        metrics.update(flip_tta_accuracy(core, model_inputs(split.images, shape), split.labels))
+        log.info("val accuracy %.4f, with flip TTA %.4f", metrics["val_accuracy_no_tta"], metrics["val_accuracy_flip_tta"])
+    elif set(classes) == set(split.classes):
+        log.warning("class order %s differs from the data's %s: is labels.txt right?", list(classes), split.classes)
+    else:
+        log.info("classes differ from the data's %s: skipping accuracy", split.classes)
+    return model_inputs(split.subset(CHECK_IMAGES, seed=0).images, shape), metrics
+
+
+def _arch_name(keras_path: Path, core: keras.Model) -> str:
+    """The registry name from the run's config.json (fer_vgg_wide builds a model named fer_vgg)."""
+    config = keras_path.parent / "config.json"
+    arch = json.loads(config.read_text()).get("arch") if config.is_file() else None
+    return str(arch or core.name)
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    """Write beside ``out_dir`` and swap in at the end: a failed export never leaves a
+    half-written model where the app looks (``OUT.partial`` stays for inspection)."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / "saved_model.pb").exists():
+        raise FileExistsError(f"{out_dir} exists and is not an exported model; refusing to replace it")
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def _checked_classes(classes: Sequence[str]) -> list[str]:
+    """labels.txt is one name per line, and the app maps output index -> name through it."""
+    names = [str(name) for name in classes]
+    if not names or len(set(names)) != len(names) or any(not name.strip() or "\n" in name for name in names):
+        raise ValueError(f"classes must be distinct non-empty one-line names, got {names}")
+    return names
+
+
+def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False) -> Path:
+    """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info); returns ``out_dir``."""
+    started = time.perf_counter()
+    keras_path, out_dir, classes = Path(keras_path), Path(out_dir), _checked_classes(classes)
+    staging = _staging_dir(out_dir)
+    core = load_core(keras_path)
+    if core.output_shape[-1] != len(classes):
+        raise ValueError(f"model has {core.output_shape[-1]} outputs but {len(classes)} class names were given")
+    images, metrics = _check_images(data, classes, core)
+    model = with_flip_tta(core) if tta else core
+    model.export(str(staging), format="tf_saved_model", verbose=False)
+    metrics["onnx_converter"] = _to_onnx(model, staging, staging / ONNX_FILE)
+    metrics.update(verify_onnx(staging, staging / ONNX_FILE, images))
+    write_labels(staging / LABELS_FILE, classes)
+    tta_name = "flip" if tta else None
+    shape = [int(d) for d in core.input_shape[1:]]
+    info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name}
+    (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    metrics.update(params=int(core.count_params()), tta=tta_name, onnx_opset=ONNX_OPSET, exported_at=now)
+    metrics["export_seconds"] = round(time.perf_counter() - started, 1)
+    (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    log.info("exported %s to %s in %.1fs (ONNX max abs diff %.1e)", keras_path, out_dir, metrics["export_seconds"], metrics["onnx_max_abs_diff"])
+    return out_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m detector.training.export", description=__doc__.split("\n")[0])
+    parser.add_argument("keras_path", type=Path, help="trained core model (.keras)")
+    parser.add_argument("out_dir", type=Path, help="folder to write (replaced if it is an earlier export)")
+    parser.add_argument("--data", help="FER2013 folder/csv/npz: check ONNX on real val faces and measure TTA")
+    parser.add_argument("--tta", action="store_true", help="bake horizontal-flip test-time augmentation into the graph")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = _parser().parse_args(argv)
+    labels = args.keras_path.parent / LABELS_FILE  # written there by train.py
+    if labels.is_file():
+        classes = read_labels(labels)
+    else:
+        log.warning("no %s: assuming FER2013's class order %s", labels, FER2013_LABELS)
+        classes = list(FER2013_LABELS)
+    return export_model(args.keras_path, args.out_dir, classes, data=args.data, tta=args.tta)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main()

@@ -1,0 +1,220 @@
+"""Export contract: SavedModel + labels.txt + model.json + ONNX that agrees on real faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+
+from detector.labels import FER2013_LABELS, read_labels
+from detector.training.data import load_split
+from detector.training.export import (
+    MAX_ABS_DIFF,
+    OnnxMismatchError,
+    _parser,
+    _to_onnx,
+    as_float32,
+    check_agreement,
+    export_model,
+    main,
+    model_inputs,
+    verify_onnx,
+)
+from detector.training.models import create_model
+
+
+def _save_random_model(path: Path, name: str, classes: int, shape=None) -> Path:
+    """Untrained weights, with a sharpened head so predictions are not near-uniform ties."""
+    keras.utils.set_random_seed(0)
+    model = create_model(name, classes, shape)
+    head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 50, bias])
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fer_vgg_keras(tmp_path_factory) -> Path:
+    return _save_random_model(tmp_path_factory.mktemp("fer_vgg") / "best.keras", "fer_vgg", 7)
+
+
+@pytest.fixture(scope="module")
+def fer_vgg_export(fer_vgg_keras, fer2013_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "saved_model"
+    return export_model(fer_vgg_keras, out, FER2013_LABELS, data=str(fer2013_dir))
+
+
+@pytest.fixture(scope="module")
+def faces(fer2013_dir) -> np.ndarray:
+    return load_split(fer2013_dir, "val").subset(32, seed=1).images
+
+
+@pytest.fixture(scope="module")
+def val_sample(fer2013_dir, tmp_path_factory) -> Path:
+    """400 real val faces as a packed archive: keeps the slower exports' accuracy pass short."""
+    split = load_split(fer2013_dir, "val").subset(400, seed=2)
+    path = tmp_path_factory.mktemp("data") / "val_sample.npz"
+    np.savez(path, val_images=split.images, val_labels=split.labels, classes=np.asarray(split.classes))
+    return path
+
+
+def _onnx_probs(out: Path, images: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+
+def test_export_writes_the_contract_files(fer_vgg_export):
+    assert (fer_vgg_export / "saved_model.pb").is_file()
+    assert read_labels(fer_vgg_export / "labels.txt") == list(FER2013_LABELS)
+    info = json.loads((fer_vgg_export / "model.json").read_text())
+    assert info == {"input_scale": 255.0, "arch": "fer_vgg", "input_shape": [48, 48, 1], "tta": None}
+    metrics = json.loads((fer_vgg_export / "metrics.json").read_text())
+    assert 0 <= metrics["onnx_max_abs_diff"] < MAX_ABS_DIFF
+    assert metrics["onnx_argmax_agreement"] >= 0.999
+    assert metrics["onnx_check_source"] == "fer2013 val" and metrics["onnx_check_images"] == 256
+    assert metrics["params"] > 0 and metrics["exported_at"] and metrics["tta"] is None
+    assert 0 <= metrics["val_accuracy_no_tta"] <= 1 and metrics["val_images"] == 3589
+    assert not fer_vgg_export.with_name("saved_model.partial").exists()
+
+
+def test_saved_model_returns_probabilities_of_the_keras_model(fer_vgg_export, fer_vgg_keras, faces):
+    loaded = tf.saved_model.load(str(fer_vgg_export))
+    assert {"serve", "serving_default"} <= set(loaded.signatures)
+    x = model_inputs(faces, (48, 48, 1))
+    probs = loaded.serve(tf.constant(x)).numpy()
+    assert probs.shape == (len(faces), 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    core = keras.models.load_model(fer_vgg_keras, compile=False, safe_mode=True)
+    np.testing.assert_allclose(probs, core.predict(x, verbose=0), atol=1e-5)
+    served = loaded.signatures["serving_default"](image=tf.constant(x))
+    np.testing.assert_allclose(next(iter(served.values())).numpy(), probs, atol=1e-6)
+
+
+def test_onnx_has_dynamic_batch_and_agrees(fer_vgg_export, faces):
+    session = ort.InferenceSession(str(fer_vgg_export / "model.onnx"), providers=["CPUExecutionProvider"])
+    (spec,) = session.get_inputs()
+    assert spec.type == "tensor(float)" and spec.shape[1:] == [48, 48, 1] and not isinstance(spec.shape[0], int)
+    loaded = tf.saved_model.load(str(fer_vgg_export))  # keep a reference: TF frees its variables otherwise
+    reference = loaded.serve(tf.constant(model_inputs(faces, (48, 48, 1)))).numpy()
+    for count in (1, 5, len(faces)):
+        check_agreement(reference[:count], _onnx_probs(fer_vgg_export, model_inputs(faces[:count], (48, 48, 1))))
+
+
+def test_flip_tta_through_cli_averages_both_views(fer_vgg_keras, val_sample, faces, tmp_path):
+    (fer_vgg_keras.parent / "labels.txt").write_text("\n".join(FER2013_LABELS) + "\n")
+    out = main([str(fer_vgg_keras), str(tmp_path / "tta"), "--data", str(val_sample), "--tta"])
+    assert json.loads((out / "model.json").read_text())["tta"] == "flip"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tta"] == "flip" and metrics["onnx_max_abs_diff"] < MAX_ABS_DIFF
+    assert {"val_accuracy_no_tta", "val_accuracy_flip_tta"} <= set(metrics) and metrics["val_images"] == 400
+    core = keras.models.load_model(fer_vgg_keras, compile=False, safe_mode=True)  # checkpoint unchanged
+    x = model_inputs(faces, (48, 48, 1))
+    plain, mirrored = core.predict(x, verbose=0), core.predict(x[:, :, ::-1], verbose=0)
+    assert np.abs(plain - mirrored).max() > 1e-3  # otherwise the check below proves nothing
+    loaded = tf.saved_model.load(str(out))
+    probs = loaded.serve(tf.constant(x)).numpy()
+    np.testing.assert_allclose(probs, (plain + mirrored) / 2, atol=1e-5)
+    np.testing.assert_allclose(_onnx_probs(out, x), probs, atol=MAX_ABS_DIFF)
+
+
+def test_rgb_model_of_another_size_exports_and_agrees(val_sample, faces, tmp_path):
+    classes = [f"class_{i}" for i in range(8)]
+    path = _save_random_model(tmp_path / "rgb.keras", "mobilenetv2", 8, (96, 96, 3))
+    out = export_model(path, tmp_path / "rgb", classes, data=str(val_sample))
+    assert read_labels(out / "labels.txt") == classes
+    info = json.loads((out / "model.json").read_text())
+    assert info["input_shape"] == [96, 96, 3] and info["arch"] == "mobilenetv2"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["onnx_max_abs_diff"] < MAX_ABS_DIFF and "val_accuracy_no_tta" not in metrics  # classes differ
+    x = model_inputs(faces, (96, 96, 3))
+    assert x.shape == (len(faces), 96, 96, 3)
+    loaded = tf.saved_model.load(str(out))
+    probs = loaded.serve(tf.constant(x)).numpy()
+    assert probs.shape == (len(faces), 8)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    check_agreement(probs, _onnx_probs(out, x))
+
+
+@pytest.mark.parametrize(
+    ("model", "classes", "occupied", "error", "match"),
+    [
+        ("best.keras", ["a", "b", "c"], False, ValueError, "7 outputs but 3"),
+        ("best.keras", ["a"] * 7, False, ValueError, "distinct"),
+        ("best.keras", ["a", "b", "c", "d", "e", "f", " "], False, ValueError, "non-empty"),
+        ("best.keras", ["a", "b", "c", "d", "e", "f", "g\nh"], False, ValueError, "one-line"),
+        ("missing.keras", FER2013_LABELS, False, FileNotFoundError, "no Keras model"),
+        ("best.keras", FER2013_LABELS, True, FileExistsError, "not an exported model"),
+    ],
+)
+def test_rejects_bad_input(fer_vgg_keras, tmp_path, model, classes, occupied, error, match):
+    out = tmp_path / "out"
+    if occupied:
+        out.mkdir()
+        (out / "notes.txt").write_text("keep me")
+    with pytest.raises(error, match=match):
+        export_model(fer_vgg_keras.parent / model, out, classes)
+    assert not occupied or (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("offset", "near_tie_flips", "candidate_classes", "match"),
+    [
+        (1e-6, 0, 3, None),
+        (0.0, 1, 3, None),  # 999/1000 argmax agree: exactly the tolerance
+        (1e-3, 0, 3, "max abs diff"),
+        (0.0, 2, 3, "argmax agreement 0.9980"),  # tiny differences, but argmax flips
+        (0.0, 0, 2, "shapes"),
+    ],
+)
+def test_check_agreement(offset, near_tie_flips, candidate_classes, match):
+    reference = np.full((1000, 3), [0.2, 0.5, 0.3], dtype=np.float32)
+    reference[:near_tie_flips] = [0.33334, 0.33333, 0.33333]
+    candidate = reference + offset
+    candidate[:near_tie_flips] = [0.33333, 0.33334, 0.33333]
+    candidate = candidate[:, :candidate_classes]
+    if match is None:
+        assert check_agreement(reference, candidate)[0] < MAX_ABS_DIFF
+    else:
+        with pytest.raises(OnnxMismatchError, match=match):
+            check_agreement(reference, candidate)
+
+
+def test_mixed_precision_checkpoint_is_exported_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = create_model("fer_vgg", 7)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    converted = as_float32(mixed)
+    assert converted is not mixed
+    assert {layer.dtype_policy.name for layer in converted._flatten_layers()} == {"float32"}
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(converted.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=5e-3)
+    assert as_float32(converted) is converted
+
+
+def test_cli_arguments():
+    args = _parser().parse_args(["m.keras", "out", "--data", "d", "--tta"])
+    assert (args.keras_path, args.out_dir, args.data, args.tta) == (Path("m.keras"), Path("out"), "d", True)
+    assert _parser().parse_args(["m.keras", "out"]).data is None
+
+
+def test_tf2onnx_fallback_on_the_saved_model(fer_vgg_export, fer_vgg_keras, faces, tmp_path, monkeypatch):
+    core = keras.models.load_model(fer_vgg_keras, compile=False, safe_mode=True)
+    real_export = core.export
+
+    def keras_onnx_broken(path, format="tf_saved_model", **kwargs):
+        if format == "onnx":
+            raise RuntimeError("simulated Keras ONNX export failure")
+        return real_export(path, format=format, **kwargs)
+
+    monkeypatch.setattr(core, "export", keras_onnx_broken)
+    assert _to_onnx(core, fer_vgg_export, tmp_path / "model.onnx") == "tf2onnx"
+    metrics = verify_onnx(fer_vgg_export, tmp_path / "model.onnx", model_inputs(faces, (48, 48, 1)))
+    assert metrics["onnx_max_abs_diff"] < MAX_ABS_DIFF
