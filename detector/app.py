@@ -91,6 +91,8 @@ def run(config: AppConfig) -> RunStats:
             if config.output:
                 sinks.append(stack.enter_context(VideoSink(Path(config.output), source.fps)))
             if show:
+                # resizable, keeps the aspect ratio, and no Qt toolbar over the picture
+                cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
                 stack.callback(cv2.destroyAllWindows)
             try:
                 _loop(config, source, pipeline, overlay, sinks, show, notice, stats)

@@ -57,6 +57,8 @@ def run_parser() -> argparse.ArgumentParser:
                      help=f"smallest face, as a fraction of the frame's shorter side (default {d.min_face})")
     det.add_argument("--detect-width", type=int, default=d.detect_width,
                      help=f"downscale wider frames to this width for detection, 0 = never (default {d.detect_width})")
+    det.add_argument("--full-every", type=int, default=d.full_every,
+                     help=f"full-frame detection every N frames, only around known faces between (default {d.full_every}; 1 = every frame)")
     out = p.add_argument_group("output")
     out.add_argument("--no-display", action="store_true", help="no window; write results instead")
     out.add_argument("--log", help="write one JSON line per processed frame to this file")
@@ -89,7 +91,7 @@ def config_from_args(args: argparse.Namespace):
     return AppConfig(
         source=args.source,
         model=ModelConfig(args.model or defaults.model.path, args.backend, labels, args.input_scale, args.threads),
-        detector=DetectorConfig(args.scale_factor, args.min_neighbors, args.min_face, args.detect_width),
+        detector=DetectorConfig(args.scale_factor, args.min_neighbors, args.min_face, args.detect_width, args.full_every),
         cascade=args.cascade or defaults.cascade,
         display=display,
         log=log,

@@ -4,11 +4,13 @@ redistributed in it): ``$FER2013_DIR``, else ``../shared/fer2013`` beside the re
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # tests import tools/ and detector/ from the checkout
 DEFAULT_FER2013_DIR = REPO_ROOT.parent / "shared" / "fer2013"
 
 

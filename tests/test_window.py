@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,37 +13,20 @@ import pytest
 from conftest import REPO_ROOT
 from detector.overlay import EMOTION_COLORS
 from scenes import SAMPLE_CLIP
+from tools.xwindow import grab, missing_tools, virtual_display, wait_for_window, xdotool
 
 WINDOW = "Emotion detector"
 
 
 @pytest.fixture(scope="module")
 def xvfb_display():
-    if not (shutil.which("Xvfb") and shutil.which("xdotool")):
-        reason = "needs Xvfb and xdotool (Debian: apt-get install xvfb xdotool)"
+    if missing_tools():
+        reason = f"needs {', '.join(missing_tools())} (Debian: apt-get install xvfb xdotool)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        display = f":{pipe.readline().strip()}"
-    yield display
-    server.terminate()
-    server.wait(timeout=10)
-
-
-def _xdotool(display, *args, timeout=60):
-    return subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": display},
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _grab(display) -> np.ndarray:
-    from PIL import ImageGrab
-
-    return np.asarray(ImageGrab.grab(xdisplay=display))[:, :, ::-1]  # BGR, like OpenCV
+    with virtual_display() as display:
+        yield display
 
 
 def test_window_shows_overlay_and_obeys_keys(tmp_path, xvfb_display, shipped_model):
@@ -54,23 +36,21 @@ def test_window_shows_overlay_and_obeys_keys(tmp_path, xvfb_display, shipped_mod
                             "--log", str(log), "--snapshot-dir", str(tmp_path)],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        found = _xdotool(xvfb_display, "search", "--sync", "--onlyvisible", "--name", WINDOW, timeout=90)
-        assert found.returncode == 0, found.stderr
-        window = found.stdout.split()[0]
+        window = wait_for_window(xvfb_display, WINDOW)
         time.sleep(3)  # let a few frames play
-        screen = _grab(xvfb_display)
+        screen = grab(xvfb_display)
         colors = np.array(list(EMOTION_COLORS.values()), np.uint8)
         overlay_pixels = (screen[:, :, None, :] == colors[None, None]).all(-1).any(-1).sum()
         assert overlay_pixels > 500, "no box or class bars on screen"
         assert screen.std() > 20, "the window shows a blank image"
 
-        _xdotool(xvfb_display, "windowactivate", "--sync", window)
-        _xdotool(xvfb_display, "key", "--window", window, "s")
+        xdotool(xvfb_display, "windowactivate", "--sync", window)
+        xdotool(xvfb_display, "key", "--window", window, "s")
         deadline = time.time() + 20
         while not list(tmp_path.glob("snapshot_*.png")) and time.time() < deadline:
             time.sleep(0.2)
         assert list(tmp_path.glob("snapshot_*.png")), "s did not save a snapshot"
-        _xdotool(xvfb_display, "key", "--window", window, "q")
+        xdotool(xvfb_display, "key", "--window", window, "q")
         assert app.wait(timeout=30) == 0
     finally:
         if app.poll() is None:
