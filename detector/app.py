@@ -24,7 +24,9 @@ from detector.outputs import JsonlSink, VideoSink, check_writable
 from detector.overlay import Overlay
 from detector.paths import SAMPLE_CLIP, resource
 from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
+from detector.report import ProbabilityHistory, ReportSink, TimelineAnnotator, progress
 from detector.sources import Source, open_source
+from detector.tracking import FaceTracker, ProbabilitySmoother
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ WINDOW = "Emotion detector"
 KEY_QUIT = (ord("q"), 27)  # q, Esc
 KEY_PAUSE = ord(" ")
 KEY_SNAPSHOT = ord("s")
+KEY_TIMELINE = ord("t")
 
 
 @dataclass
@@ -50,9 +53,13 @@ def display_available() -> bool:
 
 
 def build_pipeline(config: AppConfig) -> Pipeline:
+    """detect -> classify -> track -> smooth: each stage reads what the earlier ones added."""
     detector = HaarFaceDetector(config.cascade, config.detector)
     classifier = EmotionClassifier(config.model)
-    return Pipeline([("detect", DetectFaces(detector)), ("classify", ClassifyFaces(classifier))])
+    stages = [("detect", DetectFaces(detector)), ("classify", ClassifyFaces(classifier)), ("track", FaceTracker())]
+    if config.smoothing > 0:
+        stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
+    return Pipeline(stages)
 
 
 def open_configured_source(config: AppConfig) -> tuple[Source, str]:
@@ -90,12 +97,15 @@ def run(config: AppConfig) -> RunStats:
                 sinks.append(stack.enter_context(JsonlSink(Path(config.log))))
             if config.output:
                 sinks.append(stack.enter_context(VideoSink(Path(config.output), source.fps)))
+            if config.report:
+                sinks.append(stack.enter_context(ReportSink(Path(config.report), fps=source.fps)))
+            bar = None if show or source.live else stack.enter_context(progress(source.frame_count))
             if show:
                 # resizable, keeps the aspect ratio, and no Qt toolbar over the picture
                 cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
                 stack.callback(cv2.destroyAllWindows)
             try:
-                _loop(config, source, pipeline, overlay, sinks, show, notice, stats)
+                _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar)
             finally:
                 stats.unreadable = getattr(source, "failed_reads", 0) + len(getattr(source, "skipped", ()))
     except _Stop:
@@ -116,18 +126,19 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _loop(config, source, pipeline, overlay, sinks, show, notice, stats) -> None:
+def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar) -> None:
     realtime = show if config.realtime is None else config.realtime
     frame_period = 1.0 / source.fps if realtime and not source.live else 0.0
     fps, last = 0.0, time.perf_counter()
-    draw = show or any(isinstance(s, VideoSink) for s in sinks)
+    draw = show or any(isinstance(s, (VideoSink, ReportSink)) for s in sinks)
     started = time.perf_counter()
     annotated = None
+    history, timeline, view = ProbabilityHistory(seconds=10), TimelineAnnotator(), {"timeline": False}
     for frame in source:
         if frame is None:  # a live source is waiting for its device
             if show and annotated is not None:
                 status = getattr(source, "status", "")
-                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, status), config, None, 0.0, started):
+                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, status), config, None, 0.0, started, view):
                     stats.stopped_by = "user"
                     return
             continue
@@ -140,14 +151,20 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats) -> None
             sink.write(result, annotated)
         stats.frames += 1
         stats.faces += len(result.faces)
-        if show and not _show(annotated, config, result, frame_period, started):
-            stats.stopped_by = "user"
-            return
+        if bar is not None:
+            bar.update(1)
+        if show:
+            history.update(result)  # every frame, so the timeline is full when it is toggled on
+            if view["timeline"]:
+                annotated = timeline.annotate(annotated.copy(), history)
+            if not _show(annotated, config, result, frame_period, started, view):
+                stats.stopped_by = "user"
+                return
         if config.max_frames and stats.frames >= config.max_frames:
             return
 
 
-def _show(image, config: AppConfig, result, frame_period: float, started: float) -> bool:
+def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict) -> bool:
     """Show a frame and handle keys; False when the user quits or closes the window."""
     cv2.imshow(WINDOW, image)
     wait_ms = 1
@@ -160,6 +177,8 @@ def _show(image, config: AppConfig, result, frame_period: float, started: float)
         path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 10**6:06d}.png"
         cv2.imwrite(str(path), image)
         print(f"snapshot saved: {path}", file=sys.stderr)
+    if key == KEY_TIMELINE:
+        view["timeline"] = not view["timeline"]
     if key in KEY_QUIT:
         return False
     return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1

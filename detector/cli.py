@@ -22,7 +22,7 @@ commands:
   main.py evaluate ...   accuracy, F1, confusion matrix (main.py evaluate --help)
   main.py bench ...      speed against the naive loop   (main.py bench --help)
 
-keys in the window: q/Esc quit, space pause, s save a snapshot PNG
+keys in the window: q/Esc quit, space pause, s save a snapshot PNG, t rolling timeline
 exit codes: 0 done (also window closed or SIGTERM), 2 user error, 130 Ctrl+C
 """
 
@@ -63,6 +63,10 @@ def run_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-display", action="store_true", help="no window; write results instead")
     out.add_argument("--log", help="write one JSON line per processed frame to this file")
     out.add_argument("--output", help="write the annotated video to this file (.mp4 or .avi)")
+    out.add_argument("--report", metavar="DIR", help="write DIR/frames.csv, summary.json, timeline.png and annotated.mp4")
+    out.add_argument("--smoothing", type=float, default=0.25, metavar="SECONDS",
+                     help="average each face's class probabilities over about this many seconds "
+                          "(0 = off, default 0.25); the log keeps raw_probs")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves PNG snapshots (default: .)")
     out.add_argument("--no-bars", action="store_true", help="hide the per-class bars of the largest face")
     out.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
@@ -82,7 +86,9 @@ def config_from_args(args: argparse.Namespace):
     log, output = args.log, args.output
     if not args.no_display and not display_available():
         display = False
-    if display is False and not (log or output):
+    if args.smoothing < 0:
+        raise UserError(f"--smoothing must be 0 or more seconds, got {args.smoothing}")
+    if display is False and not (log or output or args.report):
         folder = Path(DEFAULT_HEADLESS_DIR) / time.strftime("%Y%m%d_%H%M%S")
         folder.mkdir(parents=True, exist_ok=True)
         log, output = str(folder / "results.jsonl"), str(folder / "annotated.mp4")
@@ -100,6 +106,8 @@ def config_from_args(args: argparse.Namespace):
         bars=not args.no_bars,
         realtime=args.realtime,
         max_frames=args.max_frames,
+        smoothing=args.smoothing,
+        report=args.report,
     )
 
 

@@ -54,9 +54,10 @@ class ReportSink:
         except OSError as error:
             raise UserError(f"cannot create report folder {directory}: {error.strerror}") from None
         check_writable(directory / "frames.csv")
-        self.directory, self.labels, self.fps = directory, tuple(labels) if labels else None, fps
+        self.directory, self.labels = directory, tuple(labels) if labels else None
+        self.fps = fps if fps > 0 else 30.0  # image folders have no fps; the video still needs one
         self.min_seconds, self.max_panels = min_seconds, max_panels
-        self.video = VideoSink(directory / "annotated.mp4", fps)
+        self.video = VideoSink(directory / "annotated.mp4", self.fps)
         self._file = (directory / "frames.csv").open("w", encoding="utf-8", newline="", buffering=1)
         self._csv = csv.writer(self._file)
         self._header = False
@@ -137,7 +138,7 @@ def plot_timeline(path: Path, tracks: dict, summary: dict, fps: float, min_secon
     hidden = len(tracks) - len(shown[:max_panels])
     shown = shown[:max_panels]
     end = max(summary["duration_s"], 1e-3)
-    figure = Figure(figsize=(11, 1.0 + 2.0 * max(len(shown), 1)), dpi=100, layout="constrained")
+    figure = Figure(figsize=(11, 1.4 + 2.0 * max(len(shown), 1)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(max(len(shown), 1), 1, sharex=True, squeeze=False)[:, 0]
     for axis, track_id in zip(axes, shown):
@@ -150,12 +151,13 @@ def plot_timeline(path: Path, tracks: dict, summary: dict, fps: float, min_secon
         axis.set(ylim=(0, 1), xlim=(0, end), ylabel="probability")
         axis.grid(axis="x", alpha=0.3)
     if not shown:
-        axes[0].text(0.5, 0.5, "no face was seen for 1 s or more", ha="center", va="center", fontsize=14)
+        axes[0].text(0.5, 0.5, f"no face was seen for {min_seconds:g} s or more", ha="center", va="center",
+                     fontsize=14, transform=axes[0].transAxes)
         axes[0].set(xlim=(0, end), yticks=[])
     axes[-1].set_xlabel("time (s)")
     title = f"{summary['source']}: emotion probabilities over time"
     if hidden:
-        title += f"  ({hidden} more face id{'s' if hidden > 1 else ''} not shown: seen < {min_seconds:g} s or beyond {max_panels})"
+        title += f"\n({hidden} more face id{'s' if hidden > 1 else ''} not shown: seen < {min_seconds:g} s, or beyond the {max_panels} most seen)"
     figure.suptitle(title, fontsize=12)
     if shown:
         handles = [axes[0].collections[i] for i in range(len(labels))][::-1]  # top of the stack first
@@ -225,7 +227,7 @@ class TimelineAnnotator:
             ys = (y0 + height - 1 - np.nan_to_num(probs[:, c]) * (height - 2)).astype(np.int32)
             for run in runs:
                 if len(run) > 1:
-                    cv2.polylines(image, [np.stack([xs[run], ys[run]], axis=1)], False, color_for(name), 1, cv2.LINE_AA)
+                    cv2.polylines(image, [np.stack([xs[run], ys[run]], axis=1)], False, color_for(name), 2, cv2.LINE_AA)
         caption = f"#{history.track_id} last {history.seconds:g} s" if history.track_id >= 0 else f"last {history.seconds:g} s"
         cv2.putText(image, caption, (x0 + 4, y0 - 3), FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         return image
