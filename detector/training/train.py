@@ -160,4 +160,9 @@ def _hardware(accelerator: str | None) -> str:
         import torch
 
         return torch.cuda.get_device_name(0)
+    if accelerator == "gpu":
+        import tensorflow as tf
+
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        return details.get("device_name", "GPU")
     return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
