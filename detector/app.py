@@ -62,12 +62,13 @@ def build_pipeline(config: AppConfig) -> Pipeline:
     return Pipeline(stages)
 
 
-def open_configured_source(config: AppConfig) -> tuple[Source, str]:
-    """The chosen source; with none chosen, camera 0 or else the sample clip, with a notice."""
+def open_configured_source(config: AppConfig, reconnect_s: float = 30.0) -> tuple[Source, str]:
+    """The chosen source; with none chosen, camera 0 or else the sample clip, with a notice.
+    A lost camera or stream is reopened for up to ``reconnect_s`` seconds before the run ends."""
     if config.source is not None:
-        return open_source(config.source), ""
+        return open_source(config.source, reconnect_s=reconnect_s), ""
     try:
-        return open_source("0"), ""
+        return open_source("0", reconnect_s=reconnect_s), ""
     except SourceError:
         sample = resource(SAMPLE_CLIP)
         notice = "No camera found: playing the sample clip"
@@ -75,22 +76,46 @@ def open_configured_source(config: AppConfig) -> tuple[Source, str]:
         return open_source(str(sample)), notice
 
 
-class _Stop(Exception):
-    """Raised from the SIGTERM handler so the loop unwinds through its ``finally`` blocks."""
+class _Signals:
+    """SIGTERM and Ctrl+C (SIGINT) end the loop between two frames, never in the middle of
+    writing one, so the JSON lines and the video hold the same frames and the video is
+    finalised. A second Ctrl+C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_Signals":
+        if _main_thread():  # Python only lets the main thread set handlers
+            self._previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
 
 
 def run(config: AppConfig) -> RunStats:
+    """Exit paths: the source ends, the user quits or closes the window, SIGTERM (all return),
+    or Ctrl+C (``KeyboardInterrupt``, raised once every sink is closed)."""
+    show = display_available() if config.display is None else config.display
     for path in (config.log, config.output):
         if path:
             check_writable(Path(path))
+    if show:
+        check_writable(Path(config.snapshot_dir) / "snapshot.png")
     pipeline = build_pipeline(config)
-    show = display_available() if config.display is None else config.display
     overlay = Overlay(bars=config.bars)
     stats = RunStats()
-    previous = signal.signal(signal.SIGTERM, _raise_stop) if _main_thread() else None
-    try:
+    reconnect_s = getattr(config, "reconnect_seconds", 30.0)  # --reconnect-seconds
+    with _Signals() as signals:
         with ExitStack() as stack:
-            source, notice = open_configured_source(config)
+            source, notice = open_configured_source(config, reconnect_s)
             stack.enter_context(source)
             sinks = []
             if config.log:
@@ -105,19 +130,12 @@ def run(config: AppConfig) -> RunStats:
                 cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
                 stack.callback(cv2.destroyAllWindows)
             try:
-                _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar)
+                _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, signals)
             finally:
                 stats.unreadable = getattr(source, "failed_reads", 0) + len(getattr(source, "skipped", ()))
-    except _Stop:
-        stats.stopped_by = "signal"
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    if signals.received == signal.SIGINT:
+        raise KeyboardInterrupt  # the CLI says "interrupted" and exits 130
     return stats
-
-
-def _raise_stop(signum, frame) -> None:
-    raise _Stop()
 
 
 def _main_thread() -> bool:
@@ -126,7 +144,7 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar) -> None:
+def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, signals) -> None:
     realtime = show if config.realtime is None else config.realtime
     frame_period = 1.0 / source.fps if realtime and not source.live else 0.0
     fps, last = 0.0, time.perf_counter()
@@ -135,10 +153,13 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar) ->
     annotated = None
     history, timeline, view = ProbabilityHistory(seconds=10), TimelineAnnotator(), {"timeline": False}
     for frame in source:
+        if signals.received is not None:
+            stats.stopped_by = "signal"
+            return
         if frame is None:  # a live source is waiting for its device
             if show and annotated is not None:
                 status = getattr(source, "status", "")
-                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, status), config, None, 0.0, started, view):
+                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, status), config, None, 0.0, started, view, signals):
                     stats.stopped_by = "user"
                     return
             continue
@@ -157,14 +178,14 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar) ->
             history.update(result)  # every frame, so the timeline is full when it is toggled on
             if view["timeline"]:
                 annotated = timeline.annotate(annotated.copy(), history)
-            if not _show(annotated, config, result, frame_period, started, view):
+            if not _show(annotated, config, result, frame_period, started, view, signals):
                 stats.stopped_by = "user"
                 return
         if config.max_frames and stats.frames >= config.max_frames:
             return
 
 
-def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict) -> bool:
+def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict, signals: _Signals) -> bool:
     """Show a frame and handle keys; False when the user quits or closes the window."""
     cv2.imshow(WINDOW, image)
     wait_ms = 1
@@ -172,13 +193,26 @@ def _show(image, config: AppConfig, result, frame_period: float, started: float,
         wait_ms = max(1, int((started + result.time - time.perf_counter()) * 1000))
     key = cv2.waitKey(wait_ms) & 0xFF
     if key == KEY_PAUSE:
-        key = cv2.waitKey(0) & 0xFF
+        key = _paused(signals)
     if key == KEY_SNAPSHOT:
         path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 10**6:06d}.png"
-        cv2.imwrite(str(path), image)
-        print(f"snapshot saved: {path}", file=sys.stderr)
+        saved = cv2.imwrite(str(path), image)
+        print(f"snapshot saved: {path}" if saved else f"could not save snapshot {path}", file=sys.stderr)
     if key == KEY_TIMELINE:
         view["timeline"] = not view["timeline"]
     if key in KEY_QUIT:
         return False
+    return _window_open()
+
+
+def _paused(signals: _Signals) -> int:
+    """Wait for the key that ends the pause, while still noticing a closed window or a signal."""
+    while signals.received is None and _window_open():
+        key = cv2.waitKey(100) & 0xFF
+        if key != 0xFF:
+            return key
+    return 0xFF
+
+
+def _window_open() -> bool:
     return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -153,30 +152,33 @@ def quality(grid: int, boxes: list, probs: list, ref_boxes: list, ref_probs: lis
             "label_agreement": round(agree / max(shared, 1), 4)}
 
 
+def _app_command() -> list[str]:
+    """How to launch the app: the frozen executable itself, or ``python main.py``."""
+    return [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, str(app_dir() / "main.py")]
+
+
 def cold_start(clip: Path, model: str, runs: int = 3) -> dict:
-    """Seconds from launching ``main.py`` to its first annotated frame written, and peak RSS."""
-    seconds, rss = [], []
+    """Seconds from launching the app to its first annotated frame written (median of
+    ``runs``), and the peak RSS of a whole headless run of the clip (POSIX only)."""
+    seconds = []
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with tempfile.TemporaryDirectory() as tmp:
+        args = ["--source", str(clip), "--model", model, "--no-display", "--output", f"{tmp}/a.mp4", "--log", f"{tmp}/r.jsonl"]
         for _ in range(runs):
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, str(app_dir() / "main.py"), "--source", str(clip), "--model", model,
-                                   "--no-display", "--max-frames", "1", "--output", f"{tmp}/a.mp4", "--log", f"{tmp}/r.jsonl"],
-                                  capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            done = subprocess.run([*_app_command(), *args, "--max-frames", "1"], capture_output=True, text=True, env=env)
             seconds.append(time.perf_counter() - start)
             if done.returncode != 0:
                 raise RuntimeError(done.stderr.strip())
-        full = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(clip), model], capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        rss = json.loads(full.stdout.strip().splitlines()[-1])
-    return {"cold_start_s": round(float(np.median(seconds)), 3), **rss}
+        subprocess.run([*_app_command(), *args], capture_output=True, text=True, env=env, check=True)
+    peak_mb = None
+    try:
+        import resource
 
-
-_RSS_PROBE = """
-import json, resource, sys
-from detector.cli import main
-main(["--source", sys.argv[1], "--model", sys.argv[2], "--no-display", "--log", "/dev/null"])
-print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
-"""
+        peak_mb = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)  # KiB on Linux
+    except ImportError:  # Windows
+        pass
+    return {"cold_start_s": round(float(np.median(seconds)), 3), "peak_rss_mb": peak_mb}
 
 
 def _table(report: dict) -> str:

@@ -88,11 +88,9 @@ def config_from_args(args: argparse.Namespace):
         display = False
     if args.smoothing < 0:
         raise UserError(f"--smoothing must be 0 or more seconds, got {args.smoothing}")
+    results_dir = None
     if display is False and not (log or output or args.report):
-        folder = Path(DEFAULT_HEADLESS_DIR) / time.strftime("%Y%m%d_%H%M%S")
-        folder.mkdir(parents=True, exist_ok=True)
-        log, output = str(folder / "results.jsonl"), str(folder / "annotated.mp4")
-        print(f"No display: writing results to {folder}/", file=sys.stderr)
+        results_dir = str(Path(DEFAULT_HEADLESS_DIR) / time.strftime("%Y%m%d_%H%M%S"))
     labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
     return AppConfig(
         source=args.source,
@@ -108,6 +106,7 @@ def config_from_args(args: argparse.Namespace):
         max_frames=args.max_frames,
         smoothing=args.smoothing,
         report=args.report,
+        results_dir=results_dir,
     )
 
 
@@ -138,14 +137,28 @@ def _command(name: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from detector import notify
+
     argv = sys.argv[1:] if argv is None else argv
+    gui = notify.double_clicked(argv)
+    if gui:
+        notify.attach_log_file()
     try:
         if argv and argv[0] in COMMANDS:
             return _command(argv[0], argv[1:])
         return _run(argv)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        if gui:
+            notify.report_to_user(f"error: {error}")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # only a double-clicked app turns a bug into a dialog; elsewhere the traceback is the report
+        if not gui:
+            raise
+        import traceback
+
+        notify.report_to_user("unexpected error", traceback.format_exc())
+        return 1
