@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -24,10 +25,9 @@ import numpy as np
 
 from detector.classifier import EmotionClassifier, ModelConfig
 from detector.config import AppConfig
-from detector.faces import HaarFaceDetector
+from detector.faces import DetectorConfig
 from detector.overlay import Overlay
 from detector.paths import SAMPLE_CLIP, app_dir, resource as resource_path
-from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
 from detector.sources import VideoSource
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,12 @@ def _stats(values: list[float]) -> dict:
 
 
 def run_pipeline(clip: Path, config: AppConfig) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
-    """Per-stage milliseconds of the app's own path: read -> detect -> classify -> overlay."""
-    pipeline = Pipeline([("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector))),
-                         ("classify", ClassifyFaces(EmotionClassifier(config.model)))])
+    """Per-stage milliseconds of the app's own path: read -> detect -> classify -> track/smooth -> overlay."""
+    from detector.app import build_pipeline
+
+    pipeline = build_pipeline(config)  # the app's own stages: detect, classify, track, smooth
     overlay = Overlay()
-    times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "overlay": [], "total": []}
+    times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "track+smooth": [], "overlay": [], "total": []}
     boxes, probs = [], []
     with VideoSource(str(clip), clip.name) as source:
         t_read = time.perf_counter()
@@ -87,6 +88,7 @@ def run_pipeline(clip: Path, config: AppConfig) -> tuple[dict, list[np.ndarray],
             overlay_ms = (time.perf_counter() - t0) * 1000
             for stage in ("detect", "classify"):
                 times[stage].append(result.timings[stage])
+            times["track+smooth"].append(result.timings.get("track", 0.0) + result.timings.get("smooth", 0.0))
             times["read"].append(read_ms)
             times["overlay"].append(overlay_ms)
             times["total"].append(read_ms + result.timings["total"] + overlay_ms)
@@ -157,9 +159,28 @@ def _app_command() -> list[str]:
     return [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, str(app_dir() / "main.py")]
 
 
+def _peak_rss_mb(command: list[str], env: dict) -> float | None:
+    """Peak resident memory of a whole run, sampled from /proc (Linux; None elsewhere).
+
+    ``getrusage(RUSAGE_CHILDREN)`` would count the benchmark's own memory (TensorFlow,
+    for the naive loop) through the fork, so the child is watched directly.
+    """
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    status, peak_kb = Path(f"/proc/{child.pid}/status"), 0
+    while child.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):  # the kernel's own high-water mark of this process
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            break
+        time.sleep(0.05)
+    return round(peak_kb / 1024, 1) if peak_kb else None
+
+
 def cold_start(clip: Path, model: str, runs: int = 3) -> dict:
     """Seconds from launching the app to its first annotated frame written (median of
-    ``runs``), and the peak RSS of a whole headless run of the clip (POSIX only)."""
+    ``runs``), and the peak RSS of a whole headless run of the clip."""
     seconds = []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,14 +191,7 @@ def cold_start(clip: Path, model: str, runs: int = 3) -> dict:
             seconds.append(time.perf_counter() - start)
             if done.returncode != 0:
                 raise RuntimeError(done.stderr.strip())
-        subprocess.run([*_app_command(), *args], capture_output=True, text=True, env=env, check=True)
-    peak_mb = None
-    try:
-        import resource
-
-        peak_mb = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)  # KiB on Linux
-    except ImportError:  # Windows
-        pass
+        peak_mb = _peak_rss_mb([*_app_command(), *args], env)
     return {"cold_start_s": round(float(np.median(seconds)), 3), "peak_rss_mb": peak_mb}
 
 
@@ -198,8 +212,9 @@ def _table(report: dict) -> str:
         speedup = loops.get("speedup_p50")
         lines.append(f"{clip}: speed-up x{speedup} (p50)  recall {q.get('recall')} vs naive {q.get('naive_recall')}  "
                      f"label agreement {q.get('label_agreement')}" if speedup else f"{clip}: naive loop not run")
-    s = report["startup"]
-    lines.append(f"cold start to first annotated frame: {s['cold_start_s']} s   peak RSS: {s['peak_rss_mb']} MB")
+    if "startup" in report:
+        s = report["startup"]
+        lines.append(f"cold start to first annotated frame: {s['cold_start_s']} s   peak RSS: {s['peak_rss_mb']} MB")
     return "\n".join(lines)
 
 
@@ -209,11 +224,17 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--frames", type=int, default=300, help="frames per clip (default 300)")
     parser.add_argument("--model", default=AppConfig().model.path, help="model to benchmark (default: the shipped one)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive TensorFlow loop")
+    parser.add_argument("--no-startup", action="store_true", help="skip the cold-start and memory runs")
+    defaults = DetectorConfig()
+    parser.add_argument("--full-every", type=int, default=defaults.full_every, help="as for the app")
+    parser.add_argument("--detect-width", type=int, default=defaults.detect_width, help="as for the app")
+    parser.add_argument("--min-face", type=float, default=defaults.min_face, help="as for the app")
     args = parser.parse_args(argv)
-    config = AppConfig(model=ModelConfig(args.model))
+    detector = replace(defaults, full_every=args.full_every, detect_width=args.detect_width, min_face=args.min_face)
+    config = AppConfig(model=ModelConfig(args.model), detector=detector)
     report: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                                 "cpus": os.cpu_count(), "python": platform.python_version()},
-                    "model": args.model, "frames": args.frames, "clips": {}}
+                    "model": args.model, "frames": args.frames, "detector": asdict(detector), "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp), args.frames)
         for (name, clip), grid in zip(clips.items(), (1, 2)):
@@ -226,7 +247,8 @@ def bench_main(argv: list[str]) -> int:
                 entry["quality"] = quality(grid, boxes, probs, n_boxes, n_probs)
             report["clips"][name] = entry
             print(f"{name}: done", file=sys.stderr)
-        report["startup"] = cold_start(clips["1 face"], args.model)
+        if not args.no_startup:
+            report["startup"] = cold_start(clips["1 face"], args.model)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(_table(report))
     print(f"\nwritten: {args.json}")
