@@ -18,7 +18,7 @@ import cv2
 
 from detector.classifier import EmotionClassifier
 from detector.config import AppConfig
-from detector.errors import SourceError
+from detector.errors import SourceError, UserError
 from detector.faces import HaarFaceDetector
 from detector.outputs import JsonlSink, VideoSink, check_writable
 from detector.overlay import Overlay
@@ -62,9 +62,10 @@ def build_pipeline(config: AppConfig) -> Pipeline:
     return Pipeline(stages)
 
 
-def open_configured_source(config: AppConfig, reconnect_s: float = 30.0) -> tuple[Source, str]:
+def open_configured_source(config: AppConfig) -> tuple[Source, str]:
     """The chosen source; with none chosen, camera 0 or else the sample clip, with a notice.
-    A lost camera or stream is reopened for up to ``reconnect_s`` seconds before the run ends."""
+    A lost camera or stream is reopened for up to ``config.reconnect_seconds`` before the run ends."""
+    reconnect_s = config.reconnect_seconds
     if config.source is not None:
         return open_source(config.source, reconnect_s=reconnect_s), ""
     try:
@@ -112,16 +113,16 @@ def run(config: AppConfig) -> RunStats:
     pipeline = build_pipeline(config)
     overlay = Overlay(bars=config.bars)
     stats = RunStats()
-    reconnect_s = getattr(config, "reconnect_seconds", 30.0)  # --reconnect-seconds
     with _Signals() as signals:
         with ExitStack() as stack:
-            source, notice = open_configured_source(config, reconnect_s)
+            source, notice = open_configured_source(config)
             stack.enter_context(source)
+            log, output = _results_paths(config) if config.results_dir else (config.log, config.output)
             sinks = []
-            if config.log:
-                sinks.append(stack.enter_context(JsonlSink(Path(config.log))))
-            if config.output:
-                sinks.append(stack.enter_context(VideoSink(Path(config.output), source.fps)))
+            if log:
+                sinks.append(stack.enter_context(JsonlSink(Path(log))))
+            if output:
+                sinks.append(stack.enter_context(VideoSink(Path(output), source.fps)))
             if config.report:
                 sinks.append(stack.enter_context(ReportSink(Path(config.report), fps=source.fps)))
             bar = None if show or source.live else stack.enter_context(progress(source.frame_count))
@@ -136,6 +137,17 @@ def run(config: AppConfig) -> RunStats:
     if signals.received == signal.SIGINT:
         raise KeyboardInterrupt  # the CLI says "interrupted" and exits 130
     return stats
+
+
+def _results_paths(config: AppConfig) -> tuple[str, str]:
+    """Headless with no output named: a results folder, made only once the source has opened."""
+    folder = Path(config.results_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create results folder {folder}: {error.strerror or error}") from None
+    print(f"No display: writing results to {folder}/", file=sys.stderr)
+    return str(folder / "results.jsonl"), str(folder / "annotated.mp4")
 
 
 def _main_thread() -> bool:
@@ -215,4 +227,7 @@ def _paused(signals: _Signals) -> int:
 
 
 def _window_open() -> bool:
-    return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1
+    try:
+        return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1
+    except cv2.error:  # Qt tears its GUI down when the last window is closed with its close button
+        return False

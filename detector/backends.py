@@ -35,6 +35,23 @@ class Backend:
         raise NotImplementedError
 
 
+def output_classes(shape, path: Path) -> int | None:
+    """The class count of a classifier's output, ``(batch, classes)`` (or ``(batch, 1, 1, classes)``);
+    None where the model leaves it open (then the first batch is checked against the labels).
+    Any other shape (a scalar, ``(batch, 7, 2)``) is not one score per class, so it is refused here."""
+    if shape is None:  # unknown rank
+        return None
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    rest = dims[1:]
+    sized = [d for d in rest if d not in (1, None)]
+    if not rest or len(sized) > 1:
+        shown = ", ".join("?" if d is None else str(d) for d in dims)
+        raise ModelError(f"{path}: the model's output must be one score per class, shape (batch, classes); got ({shown})")
+    if None in rest:
+        return None
+    return sized[0] if sized else 1
+
+
 class OnnxBackend(Backend):
     name = "onnx"
 
@@ -62,8 +79,7 @@ class OnnxBackend(Backend):
         self.channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
         self.input_hwc = (shape[2], shape[3], shape[1]) if self.channels_first else (shape[1], shape[2], shape[3])
         self.max_batch = shape[0]
-        output_shape = self._session.get_outputs()[0].shape
-        self.num_outputs = output_shape[-1] if isinstance(output_shape[-1], int) else None
+        self.num_outputs = output_classes(self._session.get_outputs()[0].shape, path)
         log.info("ONNX Runtime providers: %s", ", ".join(self.providers))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -116,9 +132,15 @@ def _load_keras(path: Path):
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for custom code, bad zips, unknown layers
-        raise ModelError(f"cannot load Keras model {path}: {str(error).splitlines()[0][:200]}") from None
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        if "arbitrary code execution" in first_line:  # safe_mode refused it; do not suggest turning that off
+            raise ModelError(f"refusing to load Keras model {path}: it holds Python code (such as a Lambda layer), "
+                             "and nothing in a model file is executed; save the model without it") from None
+        raise ModelError(f"cannot load Keras model {path}: {first_line[:200]}") from None
     shape = [d if d else None for d in model.input_shape]
-    outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if len(model.outputs) != 1:
+        raise ModelError(f"{path}: expected one output, got {len(model.outputs)}")
+    outputs = output_classes(model.output_shape, path)
     return (lambda x: model(x, training=False)), shape, outputs
 
 
@@ -137,7 +159,7 @@ def _load_saved_model(tf, path: Path):
     (input_name, input_spec), = inputs.items()
     (output_name, output_spec), = outputs.items()
     shape = [d for d in input_spec.shape.as_list()]
-    num_outputs = output_spec.shape.as_list()[-1]
+    num_outputs = output_classes(None if output_spec.shape.rank is None else output_spec.shape.as_list(), path)
     call = signature
 
     def run(x):

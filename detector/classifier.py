@@ -90,13 +90,40 @@ def _labels(folder: Path, given: tuple[str, ...] | None, num_outputs: int | None
 
 
 def to_probabilities(outputs: np.ndarray) -> np.ndarray:
-    """Rows that are already probabilities pass; logits get a softmax."""
-    outputs = np.asarray(outputs, dtype=np.float32).reshape(len(outputs), -1)
-    sums = outputs.sum(axis=1)
-    if outputs.size and outputs.min() >= 0 and np.allclose(sums, 1.0, atol=1e-3):
+    """Rows that are already probabilities pass (renormalised); logits get a softmax.
+
+    Whatever the model returns, each row comes out finite, non-negative and summing to 1,
+    so no NaN reaches the JSON lines: a NaN output counts as no evidence for its class,
+    an infinite one as the largest (or smallest) float.
+    """
+    outputs = np.asarray(outputs, dtype=np.float32)
+    outputs = outputs.reshape(len(outputs) if outputs.ndim else 1, int(np.prod(outputs.shape[1:], dtype=np.int64)))
+    if not outputs.size:
         return outputs
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    if np.isfinite(outputs).all() and outputs.min() >= 0:
+        sums = outputs.sum(axis=1, keepdims=True)
+        if np.allclose(sums, 1.0, atol=1e-3):
+            return outputs / sums
+    limit = float(np.finfo(np.float32).max)
+    logits = np.nan_to_num(outputs.astype(np.float64), nan=-limit, posinf=limit, neginf=-limit)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def fit_crop(crop: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One BGR or gray crop as the model sees it: ``size`` (width, height), 1 (gray) or 3 (RGB)
+    channels, uint8, shape ``(height, width, channels)``. Shrinks with area averaging, so no
+    pixel is skipped, and enlarges bilinearly; either way values stay within the crop's range."""
+    if crop.ndim == 3 and crop.shape[2] == 1:
+        crop = crop[:, :, 0]
+    if crop.ndim == 2:
+        crop = crop if channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
+    else:
+        to_gray, to_rgb = (cv2.COLOR_BGRA2GRAY, cv2.COLOR_BGRA2RGB) if crop.shape[2] == 4 else (cv2.COLOR_BGR2GRAY, cv2.COLOR_BGR2RGB)
+        crop = cv2.cvtColor(crop, to_gray if channels == 1 else to_rgb)
+    shrinking = crop.shape[1] > size[0]
+    resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return resized.reshape(size[1], size[0], channels)
 
 
 class EmotionClassifier:
@@ -126,13 +153,7 @@ class EmotionClassifier:
         """BGR (or gray) crops -> one float32 NHWC batch at the model's size, channels and scale."""
         batch = np.empty((len(crops), self.input_size[1], self.input_size[0], self.channels), np.float32)
         for i, crop in enumerate(crops):
-            if crop.ndim == 2:
-                crop = crop if self.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
-            else:
-                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY if self.channels == 1 else cv2.COLOR_BGR2RGB)
-            shrinking = crop.shape[1] > self.input_size[0]
-            resized = cv2.resize(crop, self.input_size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-            batch[i] = resized.reshape(batch.shape[1:])
+            batch[i] = fit_crop(crop, self.input_size, self.channels)
         if self.input_scale != 255.0:
             batch *= self.input_scale / 255.0
         return batch
@@ -143,8 +164,13 @@ class EmotionClassifier:
             return np.zeros((0, len(self.labels)), np.float32)
         batch = self.preprocess(crops)
         if self.backend.max_batch in (None, len(batch)):
-            return to_probabilities(self.backend.predict(batch))
-        return np.concatenate([to_probabilities(self.backend.predict(batch[i : i + 1])) for i in range(len(batch))])
+            probs = to_probabilities(self.backend.predict(batch))
+        else:
+            probs = np.concatenate([to_probabilities(self.backend.predict(batch[i : i + 1])) for i in range(len(batch))])
+        if probs.shape != (len(crops), len(self.labels)):  # a model that left its output shape open
+            raise ModelError(f"{self.path}: the model returned {probs.shape[1] if probs.ndim == 2 else '?'} values per face "
+                             f"for {len(self.labels)} classes")
+        return probs
 
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Probabilities for each ``x, y, w, h`` box of ``image`` (boxes already clamped)."""

@@ -40,6 +40,8 @@ def run_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("input")
     src.add_argument("--source", help="camera index (0), video file, image, folder of images, or stream URL "
                      "(default: camera 0, else the bundled sample clip)")
+    src.add_argument("--reconnect-seconds", type=float, default=30.0, metavar="SECONDS",
+                     help="keep retrying a camera or stream that stops delivering frames this long (default 30)")
     src.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: all)")
     mdl = p.add_argument_group("model")
     mdl.add_argument("--model", help="SavedModel folder, .keras or .onnx file (default: saved_model_trt/ next to the app)")
@@ -86,6 +88,8 @@ def config_from_args(args: argparse.Namespace):
     log, output = args.log, args.output
     if not args.no_display and not display_available():
         display = False
+    if args.reconnect_seconds < 0:
+        raise UserError(f"--reconnect-seconds must be 0 or more, got {args.reconnect_seconds}")
     if args.smoothing < 0:
         raise UserError(f"--smoothing must be 0 or more seconds, got {args.smoothing}")
     results_dir = None
@@ -107,6 +111,7 @@ def config_from_args(args: argparse.Namespace):
         smoothing=args.smoothing,
         report=args.report,
         results_dir=results_dir,
+        reconnect_seconds=args.reconnect_seconds,
     )
 
 

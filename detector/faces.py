@@ -78,6 +78,8 @@ class HaarFaceDetector:
         margin = int(self.config.roi_margin * max(w, h))
         x0, y0 = max(0, x - margin), max(0, y - margin)
         x1, y1 = min(gray.shape[1], x + w + margin), min(gray.shape[0], y + h + margin)
+        if x1 - x0 < 2 or y1 - y0 < 2:  # the frame shrank under a known face (a stream changed size)
+            return None
         scale = self.config.roi_face_px / max(w, 1)
         patch = cv2.resize(gray[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         if min(patch.shape) < 24:

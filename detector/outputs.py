@@ -11,12 +11,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.errors import UserError
+from detector.errors import UserError, quiet_native_stderr
 from detector.results import FrameResult
 
 log = logging.getLogger(__name__)
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+VIDEO_SIDE = (16, 8000)  # mp4v refuses 1x1 frames and sides over 8191 px: the video is scaled into this range
+
+
+def video_size(width: int, height: int) -> tuple[int, int]:
+    """The annotated video's frame size for a first frame of ``width x height``: the same,
+    unless a codec would refuse it (a 1x1 image, a 9000 px panorama)."""
+    low, high = VIDEO_SIDE
+    scale = min(1.0, high / max(width, height))
+    return min(high, max(low, round(width * scale))), min(high, max(low, round(height * scale)))
 
 
 def check_writable(path: Path) -> None:
@@ -24,10 +33,12 @@ def check_writable(path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"output folder is not writable: {folder}")
     if path.is_dir():
         raise UserError(f"output path is a folder, expected a file: {path}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"output file is not writable: {path}")
+    if not path.exists() and not os.access(folder, os.W_OK):
+        raise UserError(f"output folder is not writable: {folder}")
 
 
 class JsonlSink:
@@ -36,14 +47,27 @@ class JsonlSink:
     def __init__(self, path: Path):
         check_writable(path)
         self.path = path
-        self._file = path.open("w", encoding="utf-8", buffering=1)
+        try:
+            self._file = path.open("w", encoding="utf-8", buffering=1)
+        except OSError as error:
+            raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+        self._failed = False
 
     def write(self, result: FrameResult, annotated: np.ndarray | None = None) -> None:
-        self._file.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        try:
+            self._file.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        except OSError as error:  # disk full, drive unplugged: every line before this one is kept
+            self._failed = True
+            raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        try:
             self._file.close()
+        except OSError as error:
+            if not self._failed:  # else the failed write has already said why
+                raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
 
     def __enter__(self) -> "JsonlSink":
         return self
@@ -60,7 +84,7 @@ class VideoSink:
         suffix = path.suffix.lower()
         if suffix not in FOURCC:
             raise UserError(f"unsupported video format {suffix or '(none)'}: use one of {', '.join(sorted(FOURCC))}")
-        self.path, self.fps = path, fps
+        self.path, self.fps = path, fps if fps > 0 else 1.0  # image folders have no fps: one image a second
         self._fourcc = cv2.VideoWriter_fourcc(*FOURCC[suffix])
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
@@ -69,10 +93,11 @@ class VideoSink:
     def write(self, result: FrameResult, annotated: np.ndarray | None = None) -> None:
         image = result.image if annotated is None else annotated
         if self._writer is None:
-            self._size = (image.shape[1], image.shape[0])
-            self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, self._size)
+            self._size = video_size(image.shape[1], image.shape[0])
+            with quiet_native_stderr():  # OpenCV prints its own failure, then we say it in one line
+                self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, self._size)
             if not self._writer.isOpened():
-                raise UserError(f"cannot write video {self.path}")
+                raise UserError(f"cannot write video {self.path} ({self._size[0]}x{self._size[1]})")
         if (image.shape[1], image.shape[0]) != self._size:  # image folders: frames of many sizes
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)

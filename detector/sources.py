@@ -9,10 +9,12 @@ frame so no lag builds up (vidgear's ``CamGear`` pattern).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +28,23 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 _END = object()
+MAX_FAILED_IN_A_ROW = 50  # undecodable frames in a row before the rest of a file counts as unreadable
+
+# FFmpeg prints a line per damaged packet, which would bury the one-line summary: damaged
+# frames are counted and reported instead. Set OPENCV_FFMPEG_LOGLEVEL yourself to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+@contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log (camera probing warnings) for a moment. Unlike
+    :func:`quiet_native_stderr` it leaves file descriptor 2 alone, so it is safe on a thread."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -33,7 +52,10 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
+        image = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):  # e.g. gray + alpha in two planes
+        image = np.ascontiguousarray(image[:, :, 0])
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:
@@ -80,16 +102,21 @@ class VideoSource(Source):
             self._capture = cv2.VideoCapture(capture_arg, self._backend)
         if not self._capture.isOpened():
             self._capture.release()
-            raise SourceError(f"cannot open {name}" if live else f"cannot open video {name}")
+            if isinstance(capture_arg, int):
+                raise SourceError(f"cannot open {name}: no such camera, or another app is using it")
+            raise SourceError(f"cannot open {name}" if live else f"cannot open video {name}: not a video, or damaged or truncated")
         ok, first = self._capture.read()
         if not ok or first is None:
             self._capture.release()
-            raise SourceError(f"{name}: no frames could be read")
+            busy = " (is another app using it?)" if isinstance(capture_arg, int) else ""
+            raise SourceError(f"{name}: no frames could be read{busy}")
         self.name, self.live = name, live
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
         self.frame_count = 0 if live else max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        self.failed_reads = 0
+        self.failed_reads = 0  # frames of a file that could not be decoded, skipped
+        self._failed_in_a_row = 0
+        self._position = self._capture.get(cv2.CAP_PROP_POS_FRAMES)  # the decoder's count of frames read
         self._frames: queue.Queue = queue.Queue(maxsize=1 if live else queue_size)
         self._stop = threading.Event()
         self._started = time.perf_counter()
@@ -114,44 +141,71 @@ class VideoSource(Source):
 
     def _read(self) -> None:
         index = 1
-        while not self._stop.is_set():
-            ok, frame = self._capture.read()
-            if not ok or frame is None:
-                if self.live and self._reconnect():
-                    continue
-                if not self.live and self._skip_unreadable(index):
-                    index += 1
-                    continue
-                break
-            self._put((index, time.perf_counter(), frame))
-            index += 1
-        self._put(_END)
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._capture.read()
+                if not ok or frame is None:
+                    if self.live and self._reconnect():
+                        continue
+                    if not self.live and self._skip_unreadable(index):
+                        index += 1
+                        continue
+                    break
+                if not self.live and self._went_back():
+                    self.failed_reads += self.frame_count - index
+                    log.warning("%s: frames from %d on cannot be reached: skipping the rest", self.name, index)
+                    break
+                self._failed_in_a_row = 0
+                self._put((index, time.perf_counter(), frame))
+                index += 1
+        except Exception as error:  # a thread boundary: never leave the consumer waiting for frames
+            log.error("%s: reading stopped: %s", self.name, error)
+        finally:
+            self._put(_END)
 
     def _skip_unreadable(self, index: int) -> bool:
-        """A frame that fails to decode mid-file is skipped (and counted), not the end."""
+        """A frame that fails to decode mid-file is skipped (and counted), not the end;
+        after many in a row the rest of the file counts as unreadable."""
         if not self.frame_count or index >= self.frame_count:
             return False
         self.failed_reads += 1
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            self.failed_reads += self.frame_count - index - 1
+            log.warning("%s: %d frames in a row cannot be decoded: skipping the rest", self.name, MAX_FAILED_IN_A_ROW)
+            return False
         position = self._capture.get(cv2.CAP_PROP_POS_FRAMES)
         if position <= index:  # the decoder did not move on: step over the broken frame
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, index + 1)
-        return self.failed_reads < 100
+        return True
+
+    def _went_back(self) -> bool:
+        """True when the decoder handed out a frame it had already passed: stepping over
+        damage in a file cut short can land back on its first keyframe, and the same few
+        frames would come round again and again under new numbers."""
+        position = self._capture.get(cv2.CAP_PROP_POS_FRAMES)
+        went_back = 0 < position <= self._position
+        self._position = max(position, self._position)
+        return went_back
 
     def _reconnect(self) -> bool:
         """Reopen a lost camera with backoff; False once ``reconnect_s`` has passed."""
         deadline, delay = time.monotonic() + self.reconnect_s, 0.25
         log.warning("%s: no frames, reconnecting", self.name)
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.status = "Camera lost: reconnecting..."
+            self.status = f"Camera lost: reconnecting... (giving up in {deadline - time.monotonic():.0f} s)"
             self._capture.release()
-            self._stop.wait(delay)
-            self._capture = cv2.VideoCapture(self._capture_arg, self._backend)
+            self._stop.wait(min(delay, max(0.0, deadline - time.monotonic())))
+            with quiet_opencv():  # a probe per attempt would flood the console
+                self._capture = cv2.VideoCapture(self._capture_arg, self._backend)
             if self._capture.isOpened() and self._capture.grab():
                 self.status = ""
                 log.warning("%s: reconnected", self.name)
                 return True
             delay = min(delay * 2, 4.0)
         self.status = ""
+        if not self._stop.is_set():
+            log.warning("%s: no frames for %g s, giving up", self.name, self.reconnect_s)
         return False
 
     def __iter__(self) -> Iterator[FrameResult | None]:
@@ -204,16 +258,21 @@ def read_image(path: Path) -> np.ndarray | None:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # some decoders raise on damaged data instead of returning None
+        return None
     return None if image is None or image.size == 0 else to_bgr8(image)
 
 
-def open_source(spec: str) -> Source:
-    """``spec`` is a camera index, a video file, an image, a folder of images, or a URL."""
+def open_source(spec: str, reconnect_s: float = 30.0) -> Source:
+    """``spec`` is a camera index, a video file, an image, a folder of images, or a URL.
+
+    A camera or stream that stops delivering frames is reopened for up to ``reconnect_s``."""
     if spec.isdigit():
-        return VideoSource(int(spec), f"camera {spec}", live=True)
+        return VideoSource(int(spec), f"camera {spec}", live=True, reconnect_s=reconnect_s)
     if "://" in spec:
-        return VideoSource(spec, spec, live=True)
+        return VideoSource(spec, spec, live=True, reconnect_s=reconnect_s)
     path = Path(spec)
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -36,7 +36,7 @@ class TrainConfig:
     dropout_rate: float = 0.4
     augment: float = 1.0  # augmentation strength, 0 = off
     class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency
-    weights: str | None = None  # local ImageNet weights file for the applications
+    weights: str | None = None  # start from: local ImageNet weights (applications) or an earlier core's weights
     limit: int = 0  # use only this many train/val images (smoke runs)
     seed: int = 1337
     verbose: int = 1  # Keras: 1 progress bar, 2 one line per epoch
