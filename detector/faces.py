@@ -22,9 +22,9 @@ class DetectorConfig:
     min_neighbors: int = 5
     min_face: float = 0.1  # smallest face side, as a fraction of the frame's shorter side
     detect_width: int = 320  # frames wider than this are downscaled for detection (0 = never)
-    full_every: int = 5  # full-frame detection every N frames; between them, only around known faces (1 = always full)
+    full_every: int = 24  # full-frame detection every N frames; between them, only around known faces (1 = always full)
     roi_margin: float = 0.5  # search region around a known face, in face sides on each side
-    roi_face_px: int = 64  # known faces are re-detected at about this size, which keeps it cheap
+    roi_face_px: int = 48  # known faces are re-detected at about this size, which keeps it cheap
 
 
 def clamp_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) -> np.ndarray:
@@ -88,7 +88,8 @@ class HaarFaceDetector:
         found = self._cascade.detectMultiScale(
             cv2.equalizeHist(patch),
             scaleFactor=self.config.scale_factor,
-            minNeighbors=self.config.min_neighbors,
+            # confirming a face already found: fewer votes are needed than to find a new one
+            minNeighbors=max(2, self.config.min_neighbors - 2),
             minSize=(max(20, int(side * 0.7)),) * 2,
             maxSize=(int(side * 1.45),) * 2,
         )
