@@ -66,9 +66,9 @@ def run_parser() -> argparse.ArgumentParser:
     out.add_argument("--log", help="write one JSON line per processed frame to this file")
     out.add_argument("--output", help="write the annotated video to this file (.mp4 or .avi)")
     out.add_argument("--report", metavar="DIR", help="write DIR/frames.csv, summary.json, timeline.png and annotated.mp4")
-    out.add_argument("--smoothing", type=float, default=0.25, metavar="SECONDS",
+    out.add_argument("--smoothing", type=float, default=0.4, metavar="SECONDS",
                      help="average each face's class probabilities over about this many seconds "
-                          "(0 = off, default 0.25); the log keeps raw_probs")
+                          "(0 = off, default 0.4); the log keeps raw_probs")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves PNG snapshots (default: .)")
     out.add_argument("--no-bars", action="store_true", help="hide the per-class bars of the largest face")
     out.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
