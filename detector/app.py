@@ -199,6 +199,9 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
 
 def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict, signals: _Signals) -> bool:
     """Show a frame and handle keys; False when the user quits or closes the window."""
+    if not view.get("sized"):  # a resizable window opens small: start it at the frame's own size
+        cv2.resizeWindow(WINDOW, image.shape[1], image.shape[0])
+        view["sized"] = True
     cv2.imshow(WINDOW, image)
     wait_ms = 1
     if frame_period and result is not None:  # play files at their own speed
