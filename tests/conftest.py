@@ -47,3 +47,19 @@ def shipped_model() -> Path:
     if not (SHIPPED_MODEL / "saved_model.pb").is_file():
         pytest.fail(f"the shipped model is missing: {SHIPPED_MODEL}")
     return SHIPPED_MODEL
+
+
+@pytest.fixture(scope="module")
+def xvfb_display():
+    """A virtual X display for the real window; skipped without Xvfb, except on CI."""
+    import ctypes.util
+
+    from tools.xwindow import missing_tools, virtual_display
+
+    if missing_tools() or not ctypes.util.find_library("X11"):
+        reason = f"needs {', '.join(missing_tools()) or 'libX11'} (Debian: apt-get install xvfb xdotool)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with virtual_display() as display:
+        yield display

@@ -37,7 +37,7 @@ from detector.overlay import Overlay
 from detector.results import FrameResult
 from detector.sources import VideoSource, open_source
 from scenes import SAMPLE_CLIP, background, detectable_faces, place, scene_with
-from tools.xwindow import missing_tools, virtual_display, wait_for_window, xdotool
+from tools.xwindow import wait_for_window, xdotool
 
 SETTINGS = settings(deadline=None, max_examples=150)  # the machine may be busy: no per-example deadline
 MOVES_OPEN_FILES = pytest.mark.skipif(sys.platform == "win32", reason="renames and deletes a file that is open")
@@ -297,17 +297,6 @@ def test_signal_stops_with_every_result_kept(tmp_path, long_clip, shipped_model,
     lines = _lines(log)
     assert 20 <= len(lines) < 1500
     assert _video_frames(video) == len(lines)  # finalised: it opens, and holds every frame logged
-
-
-@pytest.fixture(scope="module")
-def xvfb_display():
-    if missing_tools() or not ctypes.util.find_library("X11"):
-        reason = f"needs {', '.join(missing_tools()) or 'libX11'} (Debian: apt-get install xvfb xdotool)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with virtual_display() as display:
-        yield display
 
 
 def close_window(display: str, window: str) -> None:

@@ -8,25 +8,13 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from conftest import REPO_ROOT
 from detector.overlay import EMOTION_COLORS
 from scenes import SAMPLE_CLIP
-from tools.xwindow import grab, missing_tools, virtual_display, wait_for_window, xdotool
+from tools.xwindow import grab, wait_for_window, xdotool
 
 WINDOW = "Emotion detector"
-
-
-@pytest.fixture(scope="module")
-def xvfb_display():
-    if missing_tools():
-        reason = f"needs {', '.join(missing_tools())} (Debian: apt-get install xvfb xdotool)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with virtual_display() as display:
-        yield display
 
 
 def test_window_shows_overlay_and_obeys_keys(tmp_path, xvfb_display, shipped_model):
