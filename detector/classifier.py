@@ -21,8 +21,10 @@ from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels
 
 log = logging.getLogger(__name__)
 
+# The files of a model folder, besides the SavedModel itself and labels.txt (detector.labels).
 ONNX_FILE = "model.onnx"
 MODEL_INFO_FILE = "model.json"
+METRICS_FILE = "metrics.json"
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from detector.labels import FER2013_LABELS
+from detector.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 #: Kaggle's ``Usage`` column -> our split names (val = PublicTest, test = PrivateTest).
 CSV_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from detector.classifier import EmotionClassifier, ModelConfig
+from detector.classifier import METRICS_FILE, EmotionClassifier, ModelConfig
 from detector.errors import UserError
 from detector.training.data import SPLITS, Split, load_split
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 BATCH1_FACES = 64  # single-face calls timed for ms_per_face_batch1; the median settles well before this
 
 

@@ -26,13 +26,11 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from detector.classifier import METRICS_FILE, MODEL_INFO_FILE, ONNX_FILE
 from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
-MODEL_INFO_FILE = "model.json"
-METRICS_FILE = "metrics.json"
 ONNX_OPSET = 17
 CHECK_IMAGES = 256
 MAX_ABS_DIFF = 1e-4
