@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # The files of a model folder, besides the SavedModel itself and labels.txt (detector.labels).
 ONNX_FILE = "model.onnx"
+INT8_ONNX_FILE = "model.int8.onnx"  # statically quantized copy, written by the export only when it keeps the accuracy
 MODEL_INFO_FILE = "model.json"
 METRICS_FILE = "metrics.json"
 
@@ -34,9 +35,10 @@ class ModelConfig:
     labels: tuple[str, ...] | None = None  # used when the model has no labels.txt
     input_scale: float | None = None  # pixel value the model treats as white: 255 (raw) or 1.0
     threads: int = 0  # 0 = one per physical core
+    int8: bool = True  # use the folder's model.int8.onnx when it has one (auto and onnx backends)
 
 
-def _resolve(path: Path, backend: str) -> tuple[str, Path]:
+def _resolve(path: Path, backend: str, int8: bool = True) -> tuple[str, Path]:
     """Which backend loads which file, for a folder, ``.onnx`` or ``.keras`` path."""
     if not path.exists():
         raise ModelError(f"model not found: {path}")
@@ -52,6 +54,8 @@ def _resolve(path: Path, backend: str) -> tuple[str, Path]:
         raise ModelError(f"unsupported model file {path}: give a SavedModel folder, a .keras or an .onnx file")
     has_onnx = (path / ONNX_FILE).is_file()
     has_saved_model = (path / "saved_model.pb").is_file()
+    if backend in ("auto", "onnx") and int8 and (path / INT8_ONNX_FILE).is_file():
+        return "onnx", path / INT8_ONNX_FILE
     if backend in ("auto", "onnx") and has_onnx:
         return "onnx", path / ONNX_FILE
     if backend == "onnx":
@@ -133,7 +137,7 @@ class EmotionClassifier:
         if config.backend not in ("auto", *BACKENDS):
             raise ModelError(f"unknown backend '{config.backend}'; choose auto, {', '.join(BACKENDS)}")
         path = Path(config.path)
-        backend_name, model_file = _resolve(path, config.backend)
+        backend_name, model_file = _resolve(path, config.backend, config.int8)
         folder = path if path.is_dir() else path.parent
         info = _model_info(folder)
         self.backend: Backend = BACKENDS[backend_name](model_file, threads=config.threads)
@@ -147,9 +151,9 @@ class EmotionClassifier:
         self.channels = int(channels)
         self.labels = _labels(folder, config.labels, self.backend.num_outputs)
         self.input_scale = float(config.input_scale or info.get("input_scale", 255.0))
-        self.path = path
-        log.info("model %s: %s backend, input %dx%dx%d, classes %s",
-                 path, self.backend.name, height, width, channels, ",".join(self.labels))
+        self.path, self.model_file = path, model_file
+        log.info("model %s: %s backend (%s), input %dx%dx%d, classes %s",
+                 path, self.backend.name, model_file.name, height, width, channels, ",".join(self.labels))
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR (or gray) crops -> one float32 NHWC batch at the model's size, channels and scale."""

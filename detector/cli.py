@@ -47,6 +47,8 @@ def run_parser() -> argparse.ArgumentParser:
     mdl.add_argument("--model", help="SavedModel folder, .keras or .onnx file (default: saved_model_trt/ next to the app)")
     mdl.add_argument("--backend", choices=("auto", "onnx", "tf"), default="auto",
                      help="auto: ONNX Runtime when the model has model.onnx, else TensorFlow")
+    mdl.add_argument("--no-int8", dest="int8", action="store_false",
+                     help="use model.onnx (float32) even where the folder has model.int8.onnx")
     mdl.add_argument("--labels", help="comma-separated class names, for a model folder without labels.txt")
     mdl.add_argument("--input-scale", type=float, choices=(1.0, 255.0),
                      help="pixel value the model treats as white: 255 (raw pixels) or 1 (0-1 input); default: model.json, else 255")
@@ -60,7 +62,9 @@ def run_parser() -> argparse.ArgumentParser:
     det.add_argument("--detect-width", type=int, default=d.detect_width,
                      help=f"downscale wider frames to this width for detection, 0 = never (default {d.detect_width})")
     det.add_argument("--full-every", type=int, default=d.full_every,
-                     help=f"full-frame detection every N frames, only around known faces between (default {d.full_every}; 1 = every frame)")
+                     help=f"search the whole frame for new faces every N frames; known faces are re-found every frame (default {d.full_every})")
+    det.add_argument("--full-lag", type=int, default=d.full_lag,
+                     help=f"the full search runs beside the frame loop; its faces join N frames later, 0 = inline (default {d.full_lag})")
     out = p.add_argument_group("output")
     out.add_argument("--no-display", action="store_true", help="no window; write results instead")
     out.add_argument("--log", help="write one JSON line per processed frame to this file")
@@ -98,8 +102,9 @@ def config_from_args(args: argparse.Namespace):
     labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
     return AppConfig(
         source=args.source,
-        model=ModelConfig(args.model or defaults.model.path, args.backend, labels, args.input_scale, args.threads),
-        detector=DetectorConfig(args.scale_factor, args.min_neighbors, args.min_face, args.detect_width, args.full_every),
+        model=ModelConfig(args.model or defaults.model.path, args.backend, labels, args.input_scale, args.threads, args.int8),
+        detector=DetectorConfig(scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, min_face=args.min_face,
+                                detect_width=args.detect_width, full_every=args.full_every, full_lag=args.full_lag),
         cascade=args.cascade or defaults.cascade,
         display=display,
         log=log,

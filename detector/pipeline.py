@@ -7,6 +7,7 @@ order and records each stage's milliseconds in ``result.timings``.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable, Sequence
 
@@ -19,16 +20,22 @@ Stage = Callable[[FrameResult], FrameResult]
 
 class DetectFaces:
     """Faces of a stream of frames; it remembers the last faces of the current source,
-    and starts afresh when the source changes (each image of a folder stands alone)."""
+    and starts afresh when the source changes (each image of a folder stands alone).
+    Full-frame searches run on one worker thread with a cascade of their own."""
 
     def __init__(self, detector: HaarFaceDetector):
         self.detector = detector
+        self._searcher = detector.copy()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-search")
         self._source: str | None = None
-        self._find = FaceFinder(detector)
+        self._find = self._finder()
+
+    def _finder(self) -> FaceFinder:
+        return FaceFinder(self.detector, self._searcher, self._executor)
 
     def __call__(self, result: FrameResult) -> FrameResult:
         if result.source != self._source:
-            self._source, self._find = result.source, FaceFinder(self.detector)
+            self._source, self._find = result.source, self._finder()
         return replace(result, faces=Faces(self._find(result.image)))
 
 

@@ -85,7 +85,7 @@ def test_pipeline_finds_and_classifies_real_faces_in_a_scene(real_faces, shipped
     for start in range(0, len(real_faces) - len(positions) + 1, len(positions)):
         group = real_faces[start : start + len(positions)]
         scene, boxes = scene_with([f.image for f in group], positions)
-        result = pipeline(FrameResult(index=0, time=0.0, source="scene", image=scene))
+        result = pipeline(FrameResult(index=0, time=0.0, source=f"scene {start}", image=scene))  # unrelated scenes
         assert len(result.faces) == len(group)
         for face, box in zip(group, boxes):
             match = max(range(len(result.faces)), key=lambda i: iou(result.faces.boxes[i], box))

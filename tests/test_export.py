@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import tensorflow as tf
 
+from detector.classifier import INT8_ONNX_FILE
 from detector.labels import FER2013_LABELS, read_labels
 from detector.training.data import load_split
 from detector.training.export import (
@@ -26,6 +27,7 @@ from detector.training.export import (
     verify_onnx,
 )
 from detector.training.models import create_model
+from detector.training.quantize import MAX_ACCURACY_DROP
 
 
 def _save_random_model(path: Path, name: str, classes: int, shape=None) -> Path:
@@ -81,6 +83,13 @@ def test_export_writes_the_contract_files(fer_vgg_export):
     assert metrics["params"] > 0 and metrics["exported_at"] and metrics["tta"] is None
     assert 0 <= metrics["val_accuracy_no_tta"] <= 1 and metrics["val_images"] == 3589
     assert not fer_vgg_export.with_name("saved_model.partial").exists()
+
+
+def test_int8_copy_is_kept_only_when_it_holds_val_accuracy(fer_vgg_export):
+    metrics = json.loads((fer_vgg_export / "metrics.json").read_text())
+    holds = metrics["float32_val_accuracy"] - metrics["int8_val_accuracy"] < MAX_ACCURACY_DROP
+    assert metrics["int8_kept"] == holds == (fer_vgg_export / INT8_ONNX_FILE).is_file()
+    assert metrics["int8_calibration_images"] == 1000
 
 
 def test_saved_model_returns_probabilities_of_the_keras_model(fer_vgg_export, fer_vgg_keras, faces):

@@ -132,6 +132,7 @@ def evaluate(model_config: ModelConfig, data: str, split: str = "test", batch_si
         split=split,
         data=str(data),
         model=str(classifier.path),
+        model_file=classifier.model_file.name,
         backend=classifier.backend.name,
         batch_size=batch_size,
         limit=limit,
@@ -145,7 +146,8 @@ def evaluate(model_config: ModelConfig, data: str, split: str = "test", batch_si
 def format_table(results: dict) -> str:
     """Per-class rows, then accuracy and macro-F1: what a person reads in the terminal."""
     width = max(10, *(len(name) for name in results["labels"]))
-    lines = [f"{results['model']} on {results['split']} ({results['images']} images, {results['backend']} backend)",
+    lines = [f"{results['model']} on {results['split']} ({results['images']} images, {results['backend']} backend, "
+             f"{results['model_file']})",
              f"{'class':<{width}}  precision  recall     f1  support"]
     for name, row in results["per_class"].items():
         lines.append(f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}")
@@ -224,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--model", metavar="PATH", default=AppConfig().model.path, help="SavedModel folder, .keras or .onnx file (default: the app's model)")
     p.add_argument("--backend", choices=("auto", "onnx", "tf"), default="auto", help="as for the app (default: auto)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="as for the app: model.onnx even beside model.int8.onnx")
     p.add_argument("--labels", help="comma-separated class names, for a model folder without labels.txt")
     p.add_argument("--input-scale", type=float, choices=(1.0, 255.0), help="pixel value the model treats as white")
     p.add_argument("--threads", metavar="N", type=_int_at_least(0), default=0, help="inference threads (default: one per core)")
@@ -243,7 +246,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     if args.write_metrics and not Path(args.model).is_dir():
         raise UserError(f"--write-metrics needs a model folder, got {args.model}")
     labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
-    config = ModelConfig(args.model, args.backend, labels, args.input_scale, args.threads)
+    config = ModelConfig(args.model, args.backend, labels, args.input_scale, args.threads, args.int8)
     results = evaluate(config, args.data, args.split, args.batch_size, args.limit)
     print(format_table(results))
     try:

@@ -3,7 +3,8 @@
 ``OUT/`` is a TensorFlow SavedModel (raw 0-255 float32 NHWC in, softmax out) with
 ``labels.txt``, ``model.json``, ``model.onnx`` and ``metrics.json`` beside it. The ONNX
 copy is checked against the SavedModel on real FER2013 faces: a converter bug that
-shows only on natural images would otherwise reach users.
+shows only on natural images would otherwise reach users. With data, a static int8
+copy (``model.int8.onnx``, what the app runs) is added when it keeps val accuracy.
 
 ONNX (TF 2.21, Keras 3.15, tf2onnx 1.17, onnx 1.23, protobuf 7, numpy 2.4): Keras'
 ``model.export(path, format="onnx")`` works as installed (it patches tf2onnx for numpy 2,
@@ -28,6 +29,7 @@ import numpy as np
 
 from detector.classifier import METRICS_FILE, MODEL_INFO_FILE, ONNX_FILE
 from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
+from detector.training.quantize import add_int8
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +208,10 @@ def _checked_classes(classes: Sequence[str]) -> list[str]:
     return names
 
 
-def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False) -> Path:
-    """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info); returns ``out_dir``."""
+def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False,
+                 int8: bool = True) -> Path:
+    """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info, and an int8
+    ONNX copy when ``data`` is given and it keeps val accuracy); returns ``out_dir``."""
     started = time.perf_counter()
     keras_path, out_dir, classes = Path(keras_path), Path(out_dir), _checked_classes(classes)
     staging = _staging_dir(out_dir)
@@ -224,6 +228,8 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     shape = [int(d) for d in core.input_shape[1:]]
     info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name}
     (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if int8 and "val_accuracy_no_tta" in metrics:  # real val faces whose classes match: int8 can be judged
+        metrics.update(add_int8(staging, data))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     metrics.update(params=int(core.count_params()), tta=tta_name, onnx_opset=ONNX_OPSET, exported_at=now)
     metrics["export_seconds"] = round(time.perf_counter() - started, 1)
@@ -240,6 +246,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("out_dir", type=Path, help="folder to write (replaced if it is an earlier export)")
     parser.add_argument("--data", help="FER2013 folder/csv/npz: check ONNX on real val faces and measure TTA")
     parser.add_argument("--tta", action="store_true", help="bake horizontal-flip test-time augmentation into the graph")
+    parser.add_argument("--no-int8", dest="int8", action="store_false",
+                        help="no model.int8.onnx (by default written when --data is given and it keeps val accuracy)")
     return parser
 
 
@@ -251,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     else:
         log.warning("no %s: assuming FER2013's class order %s", labels, FER2013_LABELS)
         classes = list(FER2013_LABELS)
-    return export_model(args.keras_path, args.out_dir, classes, data=args.data, tta=args.tta)
+    return export_model(args.keras_path, args.out_dir, classes, data=args.data, tta=args.tta, int8=args.int8)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""Static int8 quantization of an exported model's ONNX file, calibrated on real faces.
+
+ONNX Runtime's QDQ format, per-channel int8 weights and uint8 activations whose ranges
+come from real val faces fed exactly as the app feeds them. The export keeps the int8
+copy only when it loses less than half an accuracy point on val; the app then prefers
+it (``--no-int8`` goes back to ``model.onnx``). Dynamic quantization is not offered: on
+the 2-core CPU it was 4x *slower* than float32 (``docs/PERFORMANCE.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, EmotionClassifier, ModelConfig
+
+log = logging.getLogger(__name__)
+
+MAX_ACCURACY_DROP = 0.005  # int8 is kept only when it loses less than this on val
+CALIBRATION_IMAGES = 1000
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader over real faces, preprocessed as the app does."""
+
+    def __init__(self, classifier: EmotionClassifier, images: np.ndarray, input_name: str, batch: int = 64):
+        self._batches = iter([classifier.preprocess(list(images[i : i + batch])) for i in range(0, len(images), batch)])
+        self._name = input_name
+
+    def get_next(self):
+        batch = next(self._batches, None)
+        return None if batch is None else {self._name: batch}
+
+
+def quantize_static_onnx(model_dir: Path, images: np.ndarray, out_path: Path) -> Path:
+    """Write a static int8 (QDQ) copy of ``model_dir/model.onnx``, calibrated on ``images``."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model_dir = Path(model_dir)
+    classifier = EmotionClassifier(ModelConfig(str(model_dir), backend="onnx", int8=False))
+    input_name = ort.InferenceSession(str(model_dir / ONNX_FILE), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(model_dir / ONNX_FILE), str(prepared))
+        quantize_static(str(prepared), str(out_path), _Calibration(classifier, images, input_name),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True)
+    return Path(out_path)
+
+
+def add_int8(model_dir: Path, data: str) -> dict:
+    """Quantize ``model_dir``'s ONNX model and keep ``model.int8.onnx`` only if it holds val accuracy.
+
+    Calibration and the decision both use val (PrivateTest stays for the reported figure).
+    """
+    from detector.training.data import load_split
+    from detector.training.evaluate import evaluate
+
+    model_dir = Path(model_dir)
+    images = load_split(data, "val").subset(CALIBRATION_IMAGES, seed=0).images
+    int8_path = quantize_static_onnx(model_dir, images, model_dir / INT8_ONNX_FILE)
+    float32 = evaluate(ModelConfig(str(model_dir), backend="onnx", int8=False), data, "val")
+    int8 = evaluate(ModelConfig(str(model_dir), backend="onnx"), data, "val")
+    drop = float32["accuracy"] - int8["accuracy"]
+    kept = drop < MAX_ACCURACY_DROP
+    if not kept:
+        int8_path.unlink()
+    log.info("int8: val accuracy %.4f vs %.4f float32 (%+.2f points), %.2f vs %.2f ms/face: %s", int8["accuracy"],
+             float32["accuracy"], -100 * drop, int8["ms_per_face_batch1"], float32["ms_per_face_batch1"],
+             f"kept as {INT8_ONNX_FILE}" if kept else "not kept")
+    return {"int8_kept": kept, "int8_val_accuracy": int8["accuracy"], "float32_val_accuracy": float32["accuracy"],
+            "int8_calibration_images": len(images), "int8_max_accuracy_drop": MAX_ACCURACY_DROP}
