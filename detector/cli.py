@@ -28,6 +28,7 @@ exit codes: 0 done (also window closed or SIGTERM), 2 user error, 130 Ctrl+C
 
 
 def run_parser() -> argparse.ArgumentParser:
+    from detector.config import AppConfig
     from detector.faces import DetectorConfig
 
     d = DetectorConfig()
@@ -40,7 +41,7 @@ def run_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("input")
     src.add_argument("--source", help="camera index (0), video file, image, folder of images, or stream URL "
                      "(default: camera 0, else the bundled sample clip)")
-    src.add_argument("--reconnect-seconds", type=float, default=30.0, metavar="SECONDS",
+    src.add_argument("--reconnect-seconds", type=float, default=AppConfig.reconnect_seconds, metavar="SECONDS",
                      help="keep retrying a camera or stream that stops delivering frames this long (default 30)")
     src.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: all)")
     mdl = p.add_argument_group("model")
@@ -70,9 +71,9 @@ def run_parser() -> argparse.ArgumentParser:
     out.add_argument("--log", help="write one JSON line per processed frame to this file")
     out.add_argument("--output", help="write the annotated video to this file (.mp4 or .avi)")
     out.add_argument("--report", metavar="DIR", help="write DIR/frames.csv, summary.json, timeline.png and annotated.mp4")
-    out.add_argument("--smoothing", type=float, default=0.4, metavar="SECONDS",
+    out.add_argument("--smoothing", type=float, default=AppConfig.smoothing, metavar="SECONDS",
                      help="average each face's class probabilities over about this many seconds "
-                          "(0 = off, default 0.4); the log keeps raw_probs")
+                          f"(0 = off, default {AppConfig.smoothing}); the log keeps raw_probs")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves PNG snapshots (default: .)")
     out.add_argument("--no-bars", action="store_true", help="hide the per-class bars of the largest face")
     out.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,

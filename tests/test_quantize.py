@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnxruntime as ort
 
 from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, EmotionClassifier, ModelConfig
 from detector.training.data import load_split
@@ -34,3 +35,13 @@ def test_int8_holds_val_accuracy_and_agrees_with_float32(shipped_model, fer2013_
     assert accuracy["float32"] - accuracy["int8"] < MAX_ACCURACY_DROP, accuracy
     assert np.mean(int8.argmax(1) == float32.argmax(1)) >= 0.95
     assert np.abs(int8 - float32).max() < 0.25  # int8 rounding, not a different model
+
+
+def test_int8_outputs_are_float_probabilities(shipped_model, fer2013_dir):
+    """The softmax stays float32: rows sum to 1 as they come out, so the app never mistakes
+    them for logits and the confidences keep their precision."""
+    session = ort.InferenceSession(str(shipped_model / INT8_ONNX_FILE), providers=["CPUExecutionProvider"])
+    faces = load_split(fer2013_dir, "val").subset(64, seed=3).images.astype(np.float32)[..., None]
+    rows = session.run(None, {session.get_inputs()[0].name: faces})[0]
+    assert np.allclose(rows.sum(axis=1), 1.0, atol=1e-4)
+    assert len(np.unique(np.round(rows, 6))) > 255  # not 1/255 steps
