@@ -88,7 +88,7 @@ class HaarFaceDetector:
 
     def detect_near(self, gray: np.ndarray, box: np.ndarray, min_neighbors: int | None = None) -> np.ndarray | None:
         """Re-find a known face in a small region around ``box``, searching only sizes near
-        its own: a handful of scales on a ~200 px patch instead of the whole frame."""
+        its own: a handful of scales on a ~100 px patch instead of the whole frame."""
         x, y, w, h = (int(v) for v in box)
         margin = int(self.config.roi_margin * max(w, h))
         x0, y0 = max(0, x - margin), max(0, y - margin)
@@ -178,10 +178,9 @@ class FaceFinder:
         self._frame += 1
         return self._boxes[self._missed == 0]  # only faces seen in this frame: no box over where one was
 
-    def _set(self, boxes: np.ndarray, missed: np.ndarray, shape: tuple[int, ...], doubted: np.ndarray | None = None) -> None:
-        """Known faces, largest first, with their counters (``doubted`` kept when not given)."""
+    def _set(self, boxes: np.ndarray, missed: np.ndarray, shape: tuple[int, ...], doubted: np.ndarray) -> None:
+        """Known faces, largest first, with their counters."""
         boxes = clip_boxes(boxes, shape[1], shape[0])  # a re-found box may reach past the frame's edge
-        doubted = self._doubted if doubted is None else doubted
         keep = (boxes[:, 2] >= 2) & (boxes[:, 3] >= 2)
         order = np.argsort(-(boxes[keep, 2] * boxes[keep, 3]), kind="stable")
         self._boxes = boxes[keep][order]

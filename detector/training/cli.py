@@ -31,7 +31,7 @@ HELP = {
     "dropout_rate": "dropout before the classifier layers",
     "augment": "augmentation strength, 0 = off",
     "class_weight_power": "0 = no class re-weighting, 1 = full inverse frequency",
-    "weights": "weights file to start from: ImageNet weights for the keras.applications backbones, or an earlier fer_vgg run's core weights (fine-tuning)",
+    "weights": "weights file to start from: ImageNet weights for the keras.applications backbones, or an earlier run's best.keras (fine-tuning, a new schedule)",
     "limit": "use only N train images (and N/4 val) for a smoke run; 0 = all",
     "verbose": "Keras progress: 1 bar, 2 one line per epoch",
     "export": "export saved_model/ (+ ONNX) after training",
