@@ -152,8 +152,8 @@ class EmotionClassifier:
         self.labels = _labels(folder, config.labels, self.backend.num_outputs)
         self.input_scale = float(config.input_scale or info.get("input_scale", 255.0))
         self.path, self.model_file = path, model_file
-        log.info("model %s: %s backend (%s), input %dx%dx%d, classes %s",
-                 path, self.backend.name, model_file.name, height, width, channels, ",".join(self.labels))
+        log.info("model %s: %s backend, input %dx%dx%d, classes %s; file %s",
+                 path, self.backend.name, height, width, channels, ",".join(self.labels), model_file.name)
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR (or gray) crops -> one float32 NHWC batch at the model's size, channels and scale."""

@@ -40,10 +40,10 @@ def _corrupt_saved_model(tmp_path, shipped_model):
     return str(folder)
 
 
-def _corrupt_onnx(tmp_path, shipped_model):
+def _corrupt_onnx(tmp_path, shipped_model, name):
     folder = tmp_path / "model"
     shutil.copytree(shipped_model, folder)
-    (folder / "model.onnx").write_bytes(b"\x08\x07garbage" * 50)
+    (folder / name).write_bytes(b"\x08\x07garbage" * 50)
     return str(folder)
 
 
@@ -150,7 +150,8 @@ CASES = [
     ("empty model folder", lambda t, m: ["--model", _empty_dir(t)], "no saved_model.pb"),
     ("labels do not match", lambda t, m: ["--model", _labels_mismatch(t, m)], "3 classes but the model outputs 7"),
     ("corrupt saved_model.pb", lambda t, m: ["--model", _corrupt_saved_model(t, m), "--backend", "tf"], "cannot load SavedModel"),
-    ("corrupt model.onnx", lambda t, m: ["--model", _corrupt_onnx(t, m)], "cannot load ONNX model"),
+    ("corrupt model.onnx", lambda t, m: ["--model", _corrupt_onnx(t, m, "model.onnx"), "--no-int8"], "cannot load ONNX model"),
+    ("corrupt model.int8.onnx", lambda t, m: ["--model", _corrupt_onnx(t, m, "model.int8.onnx")], "cannot load ONNX model"),
     ("output (7, 2) per face, SavedModel", lambda t, m: ["--model", _output_7x2_saved_model(t, m)], "got (?, 7, 2)"),
     ("scalar output, SavedModel", lambda t, m: ["--model", _scalar_output_saved_model(t, m)], "one score per class"),
     ("output (7, 2) per face, ONNX", lambda t, m: ["--model", _output_7x2_onnx(t, m)], "got (?, 7, 2)"),
