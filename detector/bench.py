@@ -157,18 +157,21 @@ def _tiles(boxes: np.ndarray, grid: int) -> dict[int, int]:
     return tiles
 
 
+def recall(grid: int, boxes: list) -> float:
+    """Share of face-frames found in a clip whose every tile holds one face in every frame."""
+    return round(sum(len(_tiles(b, grid)) for b in boxes) / (len(boxes) * grid * grid), 4)
+
+
 def quality(grid: int, boxes: list, probs: list, ref_boxes: list, ref_probs: list) -> dict:
-    """Recall (share of face-frames found: every tile holds one face in every frame), and how
-    often the label agrees with the reference loop's on faces both found."""
-    found = ref_found = agree = shared = 0
+    """Recall of both loops, and how often the label agrees with the reference loop's on
+    faces both found."""
+    agree = shared = 0
     for ob, op, rb, rp in zip(boxes, probs, ref_boxes, ref_probs):
         ours, ref = _tiles(ob, grid), _tiles(rb, grid)
-        found, ref_found = found + len(ours), ref_found + len(ref)
         for tile in ours.keys() & ref.keys():
             shared += 1
             agree += int(np.argmax(op[ours[tile]]) == np.argmax(rp[ref[tile]]))
-    expected = len(boxes) * grid * grid
-    return {"recall": round(found / expected, 4), "naive_recall": round(ref_found / expected, 4),
+    return {"recall": recall(grid, boxes), "naive_recall": recall(grid, ref_boxes),
             "label_agreement": round(agree / max(shared, 1), 4)}
 
 
