@@ -49,17 +49,23 @@ def mosaic(source: list[np.ndarray], i: int) -> np.ndarray:
     return np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
 
 
-def make_clips(folder: Path, frames: int) -> dict[str, Path]:
-    """640x480 clips with 1 and 4 real faces, from the sample clip."""
+def sample_frames() -> tuple[list[np.ndarray], float]:
+    """Every frame of the bundled sample clip, and its fps."""
     capture = cv2.VideoCapture(str(resource_path(SAMPLE_CLIP)))
     fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
-    source = []
+    frames = []
     while True:
         ok, frame = capture.read()
         if not ok:
             break
-        source.append(frame)
+        frames.append(frame)
     capture.release()
+    return frames, fps
+
+
+def make_clips(folder: Path, frames: int) -> dict[str, Path]:
+    """640x480 clips with 1 and 4 real faces, from the sample clip."""
+    source, fps = sample_frames()
     clips = {"1 face": folder / "bench_1face.mp4", "4 faces": folder / "bench_4faces.mp4"}
     writers = {name: cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE) for name, path in clips.items()}
     n = len(source)

@@ -10,26 +10,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import pytest
 
-from detector.bench import SIZE, letterbox, mosaic, recall
+from detector.bench import SIZE, letterbox, mosaic, recall, sample_frames
 from detector.faces import DetectorConfig, FaceFinder, HaarFaceDetector
-from tests.scenes import CASCADE, SAMPLE_CLIP, background
+from scenes import CASCADE, background
 
 
 @pytest.fixture(scope="module")
 def clip_frames() -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(SAMPLE_CLIP))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return sample_frames()[0]
 
 
 def four_faces(frames: list[np.ndarray], count: int) -> list[np.ndarray]:
