@@ -51,7 +51,7 @@ class BoxLabelAnnotator:
 
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         scale = max(0.45, min(image.shape[:2]) / 900)
-        for record in result.face_records():
+        for record in result.records:
             x, y, w, h = record["box"]
             label = record.get("label", "face")
             color = color_for(label)

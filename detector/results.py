@@ -7,6 +7,7 @@ Each stage takes a :class:`FrameResult` and returns a new one
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -74,8 +75,10 @@ class FrameResult:
     labels: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
 
-    def face_records(self) -> list[dict]:
-        """Faces as plain JSON-ready dicts (the JSON-lines contract)."""
+    @cached_property
+    def records(self) -> list[dict]:
+        """Faces as plain JSON-ready dicts (the JSON-lines contract); built once per result,
+        for the overlay and the sinks alike, so treat them as read-only."""
         records = []
         for i, box in enumerate(self.faces.boxes):
             record: dict = {"box": [int(v) for v in box]}
@@ -93,4 +96,4 @@ class FrameResult:
         return records
 
     def to_json(self) -> dict:
-        return {"frame": self.index, "time": round(self.time, 4), "source": self.source, "faces": self.face_records()}
+        return {"frame": self.index, "time": round(self.time, 4), "source": self.source, "faces": self.records}

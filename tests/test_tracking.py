@@ -148,7 +148,7 @@ def test_smoothing_keeps_raw_probs_and_emits_both_in_json():
     second = smoother(frame(1, [(0, 0, 10, 10)], time=0.1, probs=[[0.1, 0.8, 0.1]], ids=[7]))
     assert np.allclose(second.faces.raw_probs, [[0.1, 0.8, 0.1]])
     assert second.faces.probs[0, 0] > 0.5  # still mostly the old class after 0.1 s of 0.5 s
-    record = second.face_records()[0]
+    record = second.records[0]
     assert record["id"] == 7 and record["label"] == "a" and record["raw_probs"]["b"] == pytest.approx(0.8)
 
 
