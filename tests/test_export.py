@@ -227,3 +227,27 @@ def test_tf2onnx_fallback_on_the_saved_model(fer_vgg_export, fer_vgg_keras, face
     assert _to_onnx(core, fer_vgg_export, tmp_path / "model.onnx") == "tf2onnx"
     metrics = verify_onnx(fer_vgg_export, tmp_path / "model.onnx", model_inputs(faces, (48, 48, 1)))
     assert metrics["onnx_max_abs_diff"] < MAX_ABS_DIFF
+
+
+@pytest.mark.parametrize("arch", ["vgg19", "resnet50"])
+def test_imagenet_weights_get_the_preprocessing_they_were_trained_with(arch, faces, tmp_path):
+    """Keras' VGG19/ResNet50 ImageNet weights expect BGR minus the ImageNet mean ("caffe"), not [-1, 1]."""
+    shape = (32, 32, 3)
+    app = {"vgg19": keras.applications.VGG19, "resnet50": keras.applications.ResNet50}[arch]
+    weights = tmp_path / f"{arch}_notop.weights.h5"  # stands in for a real ImageNet file (nothing downloads)
+    backbone = app(include_top=False, weights=None, input_shape=shape, pooling="avg")
+    backbone.save_weights(weights)
+    model = create_model(arch, 7, shape, weights=weights)
+    for loaded, saved in zip(model.get_layer(arch).get_weights(), backbone.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+    scratch = create_model(arch, 7, shape)
+    assert "rgb_to_bgr_minus_imagenet_mean" not in [layer.name for layer in scratch.layers]
+
+    tinted = model_inputs(faces[:8], shape) * np.float32([1.0, 0.8, 0.6])  # real faces, channels made to differ
+    normalised = keras.Model(model.input, model.get_layer("rgb_to_bgr_minus_imagenet_mean").output)(tinted)
+    expected = getattr(keras.applications, arch).preprocess_input(tinted.copy())
+    np.testing.assert_allclose(np.asarray(normalised), expected, atol=1e-3)
+
+    model.save(tmp_path / "model.keras")  # plain layers: loads in safe mode, no custom objects
+    loaded = keras.models.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(tinted, verbose=0), model.predict(tinted, verbose=0), atol=1e-5)

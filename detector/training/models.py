@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -97,12 +98,16 @@ def fer_vgg_wide(input_shape, num_classes, weights=None, dropout_rate=0.4):
     return fer_vgg(input_shape, num_classes, weights, dropout_rate, widths=(64, 128, 256, 512))
 
 
-def _application(app_fn, preprocess: Callable, input_shape, num_classes, weights, dropout_rate, name):
-    """A ``keras.applications`` backbone; ImageNet weights only from a local file (never downloaded)."""
+def _application(app_fn, pretrained_preprocess: Callable, input_shape, num_classes, weights, dropout_rate, name):
+    """A ``keras.applications`` backbone; ImageNet weights only from a local file (never downloaded).
+
+    With weights, the input is normalised the way those weights were trained; from scratch, to
+    [-1, 1], which also trains VGG19 (no BatchNorm) well.
+    """
     if input_shape[-1] != 3 and weights:
         raise ValueError(f"{name}: ImageNet weights need 3-channel input, got {input_shape}")
     inputs = keras.Input(input_shape, name="image")
-    x = preprocess(inputs)
+    x = (pretrained_preprocess if weights else _scale_minus_one_to_one)(inputs)
     backbone = app_fn(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
     if weights:
         backbone.load_weights(str(weights))
@@ -115,14 +120,26 @@ def _scale_minus_one_to_one(x):
     return layers.Rescaling(1 / 127.5, offset=-1.0)(x)
 
 
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def _rgb_to_bgr_minus_imagenet_mean(x):
+    """Keras' "caffe" preprocessing, which its VGG19/ResNet50 ImageNet weights expect, as a frozen
+    1x1 convolution: plain layers, so the model saves, loads and exports without custom objects."""
+    conv = layers.Conv2D(3, 1, trainable=False, dtype="float32", name="rgb_to_bgr_minus_imagenet_mean")
+    y = conv(x)
+    conv.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3), -np.asarray(IMAGENET_BGR_MEAN, "float32")])
+    return y
+
+
 @register("vgg19", (128, 128, 3), "keras.applications VGG19, 128x128 RGB")
 def vgg19(input_shape, num_classes, weights=None, dropout_rate=0.4):
-    return _application(keras.applications.VGG19, _scale_minus_one_to_one, input_shape, num_classes, weights, dropout_rate, "vgg19")
+    return _application(keras.applications.VGG19, _rgb_to_bgr_minus_imagenet_mean, input_shape, num_classes, weights, dropout_rate, "vgg19")
 
 
 @register("resnet50", (128, 128, 3), "keras.applications ResNet50, 128x128 RGB")
 def resnet50(input_shape, num_classes, weights=None, dropout_rate=0.4):
-    return _application(keras.applications.ResNet50, _scale_minus_one_to_one, input_shape, num_classes, weights, dropout_rate, "resnet50")
+    return _application(keras.applications.ResNet50, _rgb_to_bgr_minus_imagenet_mean, input_shape, num_classes, weights, dropout_rate, "resnet50")
 
 
 @register("mobilenetv2", (128, 128, 3), "keras.applications MobileNetV2, 128x128 RGB")
