@@ -104,7 +104,9 @@ def train(config: TrainConfig) -> Path:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
+    clock = _TrainClock(out / "train_time.json", resumed=(out / "backup").is_dir())
     callbacks = [
+        keras.callbacks.LambdaCallback(on_epoch_end=clock.save),
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(out / "best.weights.h5"),
@@ -117,7 +119,6 @@ def train(config: TrainConfig) -> Path:
     ]
     weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
     one_hot = np.eye(len(classes), dtype="float32")
-    started = time.perf_counter()
     model.fit(
         _to_input(train_split.images),
         one_hot[train_split.labels],
@@ -128,17 +129,38 @@ def train(config: TrainConfig) -> Path:
         callbacks=callbacks,
         verbose=config.verbose,
     )
-    minutes = (time.perf_counter() - started) / 60
     model.load_weights(str(out / "best.weights.h5"))
     core.save(out / "best.keras")
     (out / "labels.txt").write_text("\n".join(classes) + "\n")
-    info = {"arch": config.arch, "train_minutes_this_session": round(minutes, 1), "hardware": _hardware(accelerator)}
+    info = {"arch": config.arch, "train_minutes": round(clock.minutes, 1),
+            "train_minutes_this_session": round(clock.minutes_this_session, 1), "hardware": _hardware(accelerator)}
     (out / "train_info.json").write_text(json.dumps(info, indent=2))
     if config.export:
         from detector.training.export import export_model
 
         export_model(out / "best.keras", out / "saved_model", classes, data=config.data)
     return out
+
+
+class _TrainClock:
+    """Training minutes of a run over all its sessions: a resumed run adds to what its
+    earlier sessions recorded (an interrupted epoch's minutes are lost with the epoch)."""
+
+    def __init__(self, path: Path, resumed: bool):
+        self.path = path
+        self.before = json.loads(path.read_text())["minutes"] if resumed and path.is_file() else 0.0
+        self.started = time.perf_counter()
+
+    @property
+    def minutes_this_session(self) -> float:
+        return (time.perf_counter() - self.started) / 60
+
+    @property
+    def minutes(self) -> float:
+        return self.before + self.minutes_this_session
+
+    def save(self, *_) -> None:
+        self.path.write_text(json.dumps({"minutes": round(self.minutes, 2)}))
 
 
 def _best_so_far(history: Path) -> float | None:
