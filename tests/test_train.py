@@ -45,3 +45,15 @@ def test_killed_run_resumes_from_its_last_epoch(fer2013_dir, tmp_path):
     assert not (out / "backup").exists() and (out / "best.keras").is_file()
     info = json.loads((out / "train_info.json").read_text())
     assert info["train_minutes"] >= info["train_minutes_this_session"] + round(minutes_before, 1) - 0.1
+
+
+def test_export_without_tensorflow_fails_before_training(fer2013_dir, tmp_path, monkeypatch, capsys):
+    """A PyTorch-only GPU machine: one line at once, not a traceback after the last epoch."""
+    import importlib.util
+
+    from detector.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "tensorflow" else find_spec(name, *rest))
+    assert main(["train", "--data", str(fer2013_dir), "--out", str(tmp_path / "run")]) == 2
+    assert "--no-export" in capsys.readouterr().err and not (tmp_path / "run").exists()

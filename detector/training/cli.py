@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import typing
@@ -34,7 +35,7 @@ HELP = {
     "weights": "weights file to start from: ImageNet weights for the keras.applications backbones, or an earlier run's best.keras (fine-tuning, a new schedule)",
     "limit": "use only N train images (and N/4 val) for a smoke run; 0 = all",
     "verbose": "Keras progress: 1 bar, 2 one line per epoch",
-    "export": "export saved_model/ (+ ONNX) after training",
+    "export": "export saved_model/ (+ ONNX) after training; needs TensorFlow",
     "tta": "bake horizontal-flip test-time augmentation into the exported model",
     "extra": "JSON object of extra settings, recorded in config.json",
 }
@@ -110,6 +111,9 @@ def _check(config: TrainConfig) -> None:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
     if config.weights and not Path(config.weights).is_file():
         raise UserError(f"weights file not found: {config.weights}")
+    if config.export and importlib.util.find_spec("tensorflow") is None:  # a PyTorch-only GPU machine
+        raise UserError("exporting needs TensorFlow, which is not installed here: train with --no-export, then run "
+                        "python -m detector.training.export OUT/best.keras OUT/saved_model where it is")
     from detector.training.models import architecture  # imports TensorFlow: after the cheap checks
 
     try:
