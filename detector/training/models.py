@@ -109,6 +109,9 @@ def _application(app_fn, pretrained_preprocess: Callable, input_shape, num_class
     inputs = keras.Input(input_shape, name="image")
     x = (pretrained_preprocess if weights else _scale_minus_one_to_one)(inputs)
     backbone = app_fn(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):  # MobileNetV2's 0.999 suits ImageNet-sized epochs: on
+            layer.momentum = min(layer.momentum, 0.99)  # FER2013 its moving statistics lag so long that val collapses onto one class
     if weights:
         backbone.load_weights(str(weights))
     x = backbone(x)
