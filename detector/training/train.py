@@ -75,7 +75,9 @@ def train(config: TrainConfig) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    keras.utils.set_random_seed(config.seed)
+    resumed = (out / "backup").is_dir()  # BackupAndRestore's folder: an interrupted run of this config
+    earlier = _history(out / "history.csv") if resumed else []
+    keras.utils.set_random_seed(config.seed + len(earlier))  # a resumed epoch must not replay epoch 0's shuffle and augmentation
     accelerator = _accelerator()
     precision = config.precision if config.precision != "auto" else ("mixed_float16" if accelerator else "float32")
     keras.mixed_precision.set_global_policy(precision)  # mixed_bfloat16 pays off on CPUs with AVX512-BF16/AMX
@@ -104,7 +106,7 @@ def train(config: TrainConfig) -> Path:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    clock = _TrainClock(out / "train_time.json", resumed=(out / "backup").is_dir())
+    clock = _TrainClock(out / "train_time.json", resumed)
     callbacks = [
         keras.callbacks.LambdaCallback(on_epoch_end=clock.save),
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -113,9 +115,9 @@ def train(config: TrainConfig) -> Path:
             monitor="val_accuracy",
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=_best_so_far(out / "history.csv"),
+            initial_value_threshold=max((float(row["val_accuracy"]) for row in earlier), default=None),
         ),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resumed),  # a fresh run starts a fresh log
     ]
     weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
     one_hot = np.eye(len(classes), dtype="float32")
@@ -163,15 +165,14 @@ class _TrainClock:
         self.path.write_text(json.dumps({"minutes": round(self.minutes, 2)}))
 
 
-def _best_so_far(history: Path) -> float | None:
-    """Best val_accuracy of earlier sessions of a resumed run, so its best checkpoint is kept."""
-    if not history.exists():
-        return None
+def _history(path: Path) -> list[dict[str, str]]:
+    """The epochs an interrupted run has finished (CSVLogger rows, written after each backup)."""
     import csv
 
-    with history.open() as handle:
-        scores = [float(row["val_accuracy"]) for row in csv.DictReader(handle) if row.get("val_accuracy")]
-    return max(scores) if scores else None
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return [row for row in csv.DictReader(handle) if row.get("val_accuracy")]
 
 
 def _hardware(accelerator: str | None) -> str:
