@@ -101,8 +101,7 @@ def fer_vgg_wide(input_shape, num_classes, weights=None, dropout_rate=0.4):
 def _application(app_fn, pretrained_preprocess: Callable, input_shape, num_classes, weights, dropout_rate, name):
     """A ``keras.applications`` backbone; ImageNet weights only from a local file (never downloaded).
 
-    With weights, the input is normalised the way those weights were trained; from scratch, to
-    [-1, 1], which also trains VGG19 (no BatchNorm) well.
+    With weights, the input is normalised the way those weights were trained; from scratch, to [-1, 1].
     """
     if input_shape[-1] != 3 and weights:
         raise ValueError(f"{name}: ImageNet weights need 3-channel input, got {input_shape}")
