@@ -22,7 +22,7 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 import numpy as np
@@ -30,6 +30,9 @@ import numpy as np
 from detector.classifier import METRICS_FILE, MODEL_INFO_FILE, ONNX_FILE
 from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
 from detector.training.quantize import add_int8
+
+if TYPE_CHECKING:
+    from detector.training.data import Split
 
 log = logging.getLogger(__name__)
 
@@ -162,25 +165,22 @@ def flip_tta_accuracy(core: keras.Model, images: np.ndarray, labels: np.ndarray)
     return {**{k: float(v) for k, v in accuracy.items()}, "val_images": int(len(labels))}
 
 
-def _check_images(data: str | None, classes: Sequence[str], core: keras.Model) -> tuple[np.ndarray, dict[str, Any]]:
-    """Real val faces when ``data`` is given (plus TTA accuracy if classes match), else noise."""
+def _check_images(val: Split | None, classes: Sequence[str], core: keras.Model) -> tuple[np.ndarray, dict[str, Any]]:
+    """Real val faces when given (plus TTA accuracy if classes match), else noise."""
     shape = core.input_shape[1:]
-    if data is None:
+    if val is None:
         log.warning("no data given: checking ONNX on random pixels, not real faces")
         noise = np.random.default_rng(0).uniform(0, 255, (CHECK_IMAGES, *shape)).astype(np.float32)
         return noise, {"onnx_check_source": "uniform noise"}
-    from detector.training.data import load_split
-
-    split = load_split(data, "val")
     metrics: dict[str, Any] = {"onnx_check_source": "fer2013 val"}
-    if tuple(classes) == split.classes:
-        metrics.update(flip_tta_accuracy(core, model_inputs(split.images, shape), split.labels))
+    if tuple(classes) == val.classes:
+        metrics.update(flip_tta_accuracy(core, model_inputs(val.images, shape), val.labels))
         log.info("val accuracy %.4f, with flip TTA %.4f", metrics["val_accuracy_no_tta"], metrics["val_accuracy_flip_tta"])
-    elif set(classes) == set(split.classes):
-        log.warning("class order %s differs from the data's %s: is labels.txt right?", list(classes), split.classes)
+    elif set(classes) == set(val.classes):
+        log.warning("class order %s differs from the data's %s: is labels.txt right?", list(classes), val.classes)
     else:
-        log.info("classes differ from the data's %s: skipping accuracy", split.classes)
-    return model_inputs(split.subset(CHECK_IMAGES, seed=0).images, shape), metrics
+        log.info("classes differ from the data's %s: skipping accuracy", val.classes)
+    return model_inputs(val.subset(CHECK_IMAGES, seed=0).images, shape), metrics
 
 
 def _arch_name(keras_path: Path, core: keras.Model) -> str:
@@ -218,7 +218,12 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     core = load_core(keras_path)
     if core.output_shape[-1] != len(classes):
         raise ValueError(f"model has {core.output_shape[-1]} outputs but {len(classes)} class names were given")
-    images, metrics = _check_images(data, classes, core)
+    val = None
+    if data is not None:
+        from detector.training.data import load_split
+
+        val = load_split(data, "val")  # read once: the ONNX check, TTA accuracy and the int8 decision
+    images, metrics = _check_images(val, classes, core)
     model = with_flip_tta(core) if tta else core
     model.export(str(staging), format="tf_saved_model", verbose=False)
     metrics["onnx_converter"] = _to_onnx(model, staging, staging / ONNX_FILE)
@@ -229,7 +234,7 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name}
     (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if int8 and "val_accuracy_no_tta" in metrics:  # real val faces whose classes match: int8 can be judged
-        metrics.update(add_int8(staging, data))
+        metrics.update(add_int8(staging, val))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     metrics.update(params=int(core.count_params()), tta=tta_name, onnx_opset=ONNX_OPSET, exported_at=now)
     metrics["export_seconds"] = round(time.perf_counter() - started, 1)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, EmotionClassifier, ModelConfig
+
+if TYPE_CHECKING:
+    from detector.training.data import Split
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +82,15 @@ def _accuracy(classifier: EmotionClassifier, images: np.ndarray, truth: np.ndarr
     return float(np.mean(np.concatenate(predicted) == truth))
 
 
-def add_int8(model_dir: Path, data: str) -> dict:
+def add_int8(model_dir: Path, val: Split) -> dict:
     """Quantize ``model_dir``'s ONNX model and keep ``model.int8.onnx`` only if it holds val accuracy.
 
-    Calibration and the decision both use val (PrivateTest stays for the reported figure),
-    read once; both files are run through the app's own classifier.
+    Calibration and the decision both use val (PrivateTest stays for the reported figure);
+    both files are run through the app's own classifier.
     """
-    from detector.training.data import load_split
     from detector.training.evaluate import class_mapping
 
     model_dir = Path(model_dir)
-    val = load_split(data, "val")
     calibration = val.subset(CALIBRATION_IMAGES, seed=0).images
     int8_path = quantize_static_onnx(model_dir, calibration, model_dir / INT8_ONNX_FILE)
     accuracy = {}
