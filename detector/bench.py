@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.classifier import EmotionClassifier, ModelConfig
+from detector.classifier import EmotionClassifier, ModelConfig, resolve_model
 from detector.config import AppConfig
 from detector.faces import DetectorConfig
 from detector.overlay import Overlay
@@ -297,7 +297,7 @@ def bench_main(argv: list[str]) -> int:
     config = AppConfig(model=ModelConfig(args.model), detector=detector)
     report: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                                 "cpus": os.cpu_count(), "python": platform.python_version()},
-                    "model": args.model, "model_file": EmotionClassifier(config.model).model_file.name, "frames": args.frames, "paced": not args.unpaced, "detector": asdict(detector), "clips": {}}
+                    "model": args.model, "model_file": resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name, "frames": args.frames, "paced": not args.unpaced, "detector": asdict(detector), "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp), args.frames)
         for (name, clip), grid in zip(clips.items(), (1, 2)):

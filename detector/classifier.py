@@ -38,8 +38,8 @@ class ModelConfig:
     int8: bool = True  # use the folder's model.int8.onnx when it has one (auto and onnx backends)
 
 
-def _resolve(path: Path, backend: str, int8: bool = True) -> tuple[str, Path]:
-    """Which backend loads which file, for a folder, ``.onnx`` or ``.keras`` path."""
+def resolve_model(path: Path, backend: str, int8: bool = True) -> tuple[str, Path]:
+    """Which backend loads which file, for a folder, ``.onnx`` or ``.keras`` path (loads nothing)."""
     if not path.exists():
         raise ModelError(f"model not found: {path}")
     if path.is_file():
@@ -137,7 +137,7 @@ class EmotionClassifier:
         if config.backend not in ("auto", *BACKENDS):
             raise ModelError(f"unknown backend '{config.backend}'; choose auto, {', '.join(BACKENDS)}")
         path = Path(config.path)
-        backend_name, model_file = _resolve(path, config.backend, config.int8)
+        backend_name, model_file = resolve_model(path, config.backend, config.int8)
         folder = path if path.is_dir() else path.parent
         info = _model_info(folder)
         self.backend: Backend = BACKENDS[backend_name](model_file, threads=config.threads)
