@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from detector.errors import UserError
 from detector.labels import FER2013_LABELS
 from detector.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: Where ``train`` and ``evaluate`` read FER2013 unless told: ``$FER2013_DIR``, else this project's shared layout.
+DEFAULT_DATA_DIR = os.environ.get("FER2013_DIR") or "../shared/fer2013"
 #: Kaggle's ``Usage`` column -> our split names (val = PublicTest, test = PrivateTest).
 CSV_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 
@@ -123,6 +128,16 @@ def load_split(source: str | Path, split: str) -> Split:
     if source.suffix == ".npz":
         return load_packed_split(source, split)
     return load_folder_split(source, split)
+
+
+def class_mapping(data_classes: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
+    """Index in ``model_labels`` of each data set class, matched by (case-insensitive) name."""
+    index = {name.strip().casefold(): i for i, name in enumerate(model_labels)}
+    unknown = [name for name in data_classes if name.strip().casefold() not in index]
+    if unknown:
+        raise UserError(f"the model does not know the data set's class(es) {', '.join(unknown)}; "
+                        f"its labels are {', '.join(model_labels)}")
+    return np.asarray([index[name.strip().casefold()] for name in data_classes], dtype=np.int64)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:

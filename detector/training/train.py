@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.training.data import DEFAULT_DATA_DIR
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
     arch: str = "fer_vgg"
-    data: str = "../shared/fer2013"
+    data: str = DEFAULT_DATA_DIR
     out: str = "runs/fer_vgg"
     epochs: int = 60
     batch_size: int = 64
