@@ -60,7 +60,8 @@ class Tally:
     failed: int = 0  # this run
     frames: int = 0
     rows: int = 0  # in summary.csv
-    failure_rows: int = 0  # in failures.csv: failed inputs, and inputs with undecodable frames
+    failures: int = 0  # inputs in failures.csv that have no results
+    partial: int = 0  # inputs in failures.csv analysed except for frames that could not be decoded
     outcomes: list = field(default_factory=list)  # this run's Outcomes, in the order they finished
 
 
@@ -116,7 +117,7 @@ def run_batch(inputs: list[str], store: ResultStore, engine) -> Tally:
                 if not outcome.ok:
                     log.warning("%s: %s", outcome.input, outcome.error)
     finally:
-        tally.rows, tally.failure_rows = combine(store, names)
+        tally.rows, tally.failures, tally.partial = combine(store, names)
     if not todo or tally.analysed + tally.failed == len(todo):
         store.clean_staging()
     return tally
@@ -133,7 +134,9 @@ def batch_main(argv: list[str]) -> int:
     tally = run_batch(inputs, store, engine)
     seconds = time.perf_counter() - started
     out = Path(args.out)
-    print(f"batch: {tally.inputs} inputs, {tally.analysed} analysed, {tally.skipped} already complete, "
-          f"{tally.failure_rows} failed; {tally.frames} frames in {seconds:.1f} s ({engine.name}); "
-          f"{out / SUMMARY_FILE}" + (f", see {out / FAILURES_FILE}" if tally.failure_rows else ""), file=sys.stderr)
-    return EXIT_FAILURES if tally.failure_rows else 0
+    problems = tally.failures + tally.partial
+    print(f"batch: {tally.inputs} inputs: {tally.analysed} analysed now, {tally.skipped} already complete, "
+          f"{tally.failures} failed, {tally.partial} partly undecodable; {tally.frames} frames in {seconds:.1f} s "
+          f"({engine.name}) -> {out / SUMMARY_FILE}" + (f", problems in {out / FAILURES_FILE}" if problems else ""),
+          file=sys.stderr)
+    return EXIT_FAILURES if problems else 0

@@ -25,9 +25,10 @@ def face_rows(item: str, summary: dict) -> list[list]:
     return rows or [[item, "", 0, 0.0, "", *([""] * 2 * len(labels))]]
 
 
-def combine(store: ResultStore, names: dict[str, str]) -> tuple[int, int]:
+def combine(store: ResultStore, names: dict[str, str]) -> tuple[int, int, int]:
     """Write summary.csv and failures.csv for ``names`` (input -> result folder name), in
-    input order; returns (summary rows, failure rows). Inputs not yet run have no row.
+    input order; returns (summary rows, inputs failed, inputs partly undecodable). Inputs
+    not yet run have no row.
 
     Columns of summary.csv: ``video`` (the input as given), ``face_id``, ``frames`` seen,
     ``seconds`` seen (frames / fps), ``dominant`` emotion, ``share_<label>`` (fraction of the
@@ -35,7 +36,7 @@ def combine(store: ResultStore, names: dict[str, str]) -> tuple[int, int]:
     failures.csv: ``input``, ``error``; an input analysed with undecodable frames is listed
     there too (its rows cover the frames that could be read)."""
     labels: list[str] = []
-    rows, failures = [], []
+    rows, failures, partial = [], [], 0
     for item, name in names.items():
         marker = store.marker(name)
         if marker is None or marker["input"] != item:
@@ -47,12 +48,13 @@ def combine(store: ResultStore, names: dict[str, str]) -> tuple[int, int]:
         labels = labels or summary["labels"]
         rows.extend(face_rows(item, summary))
         if marker["unreadable"]:
+            partial += 1
             failures.append([item, f"{marker['unreadable']} frames could not be decoded (damaged or truncated); "
                                    f"results cover the {marker['frames']} that could"])
     header = ["video", "face_id", "frames", "seconds", "dominant", *(f"share_{n}" for n in labels), *(f"mean_{n}" for n in labels)]
     write_atomic(store.out_dir / SUMMARY_FILE, _csv([header, *rows]))
     write_atomic(store.out_dir / FAILURES_FILE, _csv([["input", "error"], *failures]))
-    return len(rows), len(failures)
+    return len(rows), len(failures) - partial, partial
 
 
 def _csv(rows: list[list]) -> str:

@@ -30,6 +30,7 @@ from detector.errors import UserError
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
+CONNECT_TIMEOUT_S = 5.0
 _worker: dict = {}  # per Ray worker process: digest -> (config, classifier, temporary model folder)
 
 
@@ -48,15 +49,31 @@ def connect(address: str | None, workers: int) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if address and address != "auto":
+        _check_reachable(address)
+    # the package travels with the job, so workers on any node need only its dependencies
+    options = {"logging_level": logging.WARNING, "log_to_driver": False,
+               "runtime_env": {"py_modules": [str(Path(__file__).resolve().parent.parent)]}}
     try:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(num_cpus=workers, include_dashboard=False, **options)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise UserError(f"cannot connect to {where}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds where nothing listens at HOST:PORT (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address must be auto or HOST:PORT, got {address}")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {error.strerror or error}") from None
 
 
 def model_files(config: AppConfig) -> tuple[dict[str, bytes], str]:
@@ -126,7 +143,10 @@ class RayEngine:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                 for ref in done:
                     item, folder = pending.pop(ref)
-                    outcome, results = ray.get(ref)
+                    try:
+                        outcome, results = ray.get(ref)
+                    except ray.exceptions.RayError as error:  # the worker or its node died
+                        outcome, results = Outcome(item, False, error=f"Ray task failed: {str(error).splitlines()[0]}"), {}
                     for name, data in results.items():
                         (folder / name).write_bytes(data)
                     on_frames(outcome.frames)
