@@ -120,6 +120,9 @@ def _command(name: str, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     from detector import notify
 
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the bundled app's batch workers (spawned) start here and go no further
     argv = sys.argv[1:] if argv is None else argv
     gui = notify.double_clicked(argv)
     if gui:

@@ -150,24 +150,29 @@ def test_all_good_inputs_exit_0_and_annotate_adds_the_video(corpus, tmp_path):
     capture.release()
 
 
-def test_a_kill_midway_leaves_nothing_that_looks_complete(corpus, local_run, tmp_path):
-    """SIGKILL the whole batch (driver and workers) while it writes the second of three inputs."""
-    out = tmp_path / "out"
-    names = result_names(collect_inputs([str(corpus)]))
+def _start_and_stop_midway(corpus: Path, out: Path, signum: int) -> tuple[subprocess.Popen, str, str]:
+    """Start the batch (one worker) and send ``signum`` to its whole process group while it
+    writes the second input; returns the process and the first two inputs."""
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(corpus), "--out", str(out),
-                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    order = collect_inputs([str(corpus)])
-    first, second = order[0], order[1]
-    staged = out / ".staging" / names[second] / "frames.csv"
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    names = result_names(collect_inputs([str(corpus)]))
+    first, second = collect_inputs([str(corpus)])[:2]
+    done, staged = out / names[first] / "complete.json", out / ".staging" / names[second] / "frames.csv"
     deadline = time.monotonic() + 300
-    done = out / names[first] / "complete.json"
     while not (done.is_file() and staged.is_file() and staged.read_text().count("\n") > 10) and process.poll() is None:
         assert time.monotonic() < deadline, "the batch never reached its second input"
         time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert (out / names[first] / "complete.json").is_file()
-    assert not (out / names[second]).exists()  # half-done: only in .staging
+    os.killpg(process.pid, signum)
+    process.wait(timeout=120)
+    return process, names[first], names[second]
+
+
+def test_a_kill_midway_leaves_nothing_that_looks_complete(corpus, local_run, tmp_path):
+    """SIGKILL the whole batch (driver and workers) while it writes the second of five inputs."""
+    out = tmp_path / "out"
+    _, first, second = _start_and_stop_midway(corpus, out, signal.SIGKILL)
+    assert (out / first / "complete.json").is_file()
+    assert not (out / second).exists()  # half-done: only in .staging
     assert not (out / "summary.csv").exists()
     for folder in (p for p in out.iterdir() if p.is_dir() and p.name != ".staging"):
         marker = folder / "complete.json"
@@ -178,6 +183,15 @@ def test_a_kill_midway_leaves_nothing_that_looks_complete(corpus, local_run, tmp
     _, clean = local_run
     assert (out / "summary.csv").read_text() == (clean / "summary.csv").read_text()
     assert not (out / ".staging").exists()
+
+
+def test_ctrl_c_midway_exits_130_with_combined_files_for_what_finished(corpus, tmp_path):
+    out = tmp_path / "out"
+    process, first, second = _start_and_stop_midway(corpus, out, signal.SIGINT)
+    assert process.returncode == 130 and process.stderr.read().decode().strip().endswith("interrupted")
+    assert not (out / second).exists()
+    assert [row["video"] for row in _csv(out / "summary.csv")] == [collect_inputs([str(corpus)])[0]]
+    assert json.loads((out / first / "complete.json").read_text())["ok"]
 
 
 def test_two_real_faces_in_one_video_get_two_rows(fer2013_dir, tmp_path):
@@ -247,3 +261,11 @@ def test_ray_engine_gives_the_local_engines_results_row_for_row(corpus, local_ru
         for name in ("frames.csv", "results.jsonl", "summary.json"):
             assert (out / folder.name / name).read_bytes() == (folder / name).read_bytes()
         assert json.loads((out / folder.name / "complete.json").read_text())["engine"] == "ray"
+
+
+def test_the_desktop_app_imports_neither_ray_nor_the_batch(tmp_path):
+    code = ("import sys; from detector.cli import main; "
+            f"code = main(['--source', {str(SAMPLE_CLIP)!r}, '--no-display', '--max-frames', '3', '--log', {str(tmp_path / 'r.jsonl')!r}]); "
+            "print(code, sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'detector.batch'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert result.stdout.split() == ["0", "[]"], result.stderr

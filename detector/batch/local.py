@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -33,14 +34,28 @@ def single_threaded(config: AppConfig) -> AppConfig:
 
 
 def _start_worker(config: AppConfig, annotate: bool, frames: multiprocessing.Queue) -> None:
+    """Load the model once. Ctrl+C reaches the whole process group: a worker mid-video stops
+    at a frame boundary, as the app does; after it, a worker refuses the videos already
+    queued to it, so the batch ends at once rather than after them."""
     from detector.classifier import EmotionClassifier
 
+    signal.signal(signal.SIGINT, _stop)
     config = single_threaded(config)
     _worker.update(config=config, classifier=EmotionClassifier(config.model), annotate=annotate, frames=frames)
 
 
+def _stop(signum, frame) -> None:
+    _worker["stopping"] = True
+
+
 def _job(item: str, work_dir: str) -> Outcome:
-    return analyse(item, Path(work_dir), _worker["config"], _worker["classifier"], _worker["annotate"], _worker["frames"].put)
+    if _worker.get("stopping"):
+        raise KeyboardInterrupt
+    try:
+        return analyse(item, Path(work_dir), _worker["config"], _worker["classifier"], _worker["annotate"], _worker["frames"].put)
+    except KeyboardInterrupt:
+        _worker["stopping"] = True
+        raise
 
 
 class LocalEngine:
