@@ -10,7 +10,8 @@
   and returns the files' bytes; the driver writes them under ``--out`` and marks them
   complete, exactly as the local engine does. ``--out`` therefore only has to exist on the
   driver's machine (annotated videos, with ``--annotate``, travel through the object store).
-- The driver collects results with ``ray.wait`` as they finish.
+- The driver collects results with ``ray.wait`` as they finish; frame counts for the
+  progress bar come through a ``ray.util.queue.Queue``.
 """
 
 from __future__ import annotations
@@ -111,14 +112,15 @@ def _worker_model(config: AppConfig, model_box: list, relative: str):
     return _worker[key]
 
 
-def _task(item: str, config: AppConfig, annotate: bool, model_box: list, relative: str) -> tuple[Outcome, dict[str, bytes]]:
-    """The Ray task: analyse ``item`` into a temporary folder and hand back the files."""
+def _task(item: str, config: AppConfig, annotate: bool, model_box: list, relative: str, frames) -> tuple[Outcome, dict[str, bytes]]:
+    """The Ray task: analyse ``item`` into a temporary folder and hand back the files.
+    ``frames``: a ``ray.util.queue.Queue`` the frame counts go to, for the driver's progress bar."""
     if not Path(item).exists():
         return Outcome(item, False, error=f"not found on node {socket.gethostname()}: inputs must be at the same path "
                                           "on every node (shared storage)"), {}
     local, classifier = _worker_model(config, model_box, relative)
     with tempfile.TemporaryDirectory(prefix="emotion-batch-") as folder:
-        outcome = analyse(item, Path(folder), local, classifier, annotate)
+        outcome = analyse(item, Path(folder), local, classifier, annotate, frames.put_nowait)
         files = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
     return outcome, files
 
@@ -133,14 +135,19 @@ class RayEngine:
     def run(self, jobs: list[tuple[str, Path]], on_frames: Callable[[int], None]) -> Iterator[Outcome]:
         """Outcomes in the order tasks finish; each task's files are written into its staging folder."""
         import ray
+        from ray.util.queue import Queue
 
         files, relative = model_files(self.config)
+        frames = Queue()
         model_box = [ray.put(files)]  # in a list, so tasks get the reference and fetch it only once per worker
         remote = ray.remote(num_cpus=1)(_task)
-        pending = {remote.remote(item, self.config, self.annotate, model_box, relative): (item, folder) for item, folder in jobs}
+        pending = {remote.remote(item, self.config, self.annotate, model_box, relative, frames): (item, folder)
+                   for item, folder in jobs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+                for count in frames.get_nowait_batch(frames.qsize()):
+                    on_frames(count)
                 for ref in done:
                     item, folder = pending.pop(ref)
                     try:
@@ -149,10 +156,10 @@ class RayEngine:
                         outcome, results = Outcome(item, False, error=f"Ray task failed: {str(error).splitlines()[0]}"), {}
                     for name, data in results.items():
                         (folder / name).write_bytes(data)
-                    on_frames(outcome.frames)
                     yield outcome
         finally:
             for ref in pending:
                 ray.cancel(ref)
+            frames.shutdown()
             if self.started:
                 ray.shutdown()
