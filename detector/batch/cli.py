@@ -57,7 +57,7 @@ class Tally:
     inputs: int = 0
     skipped: int = 0  # complete from an earlier run
     analysed: int = 0
-    failed: int = 0  # this run
+    failed_now: int = 0  # inputs that failed in this run
     frames: int = 0
     rows: int = 0  # in summary.csv
     failures: int = 0  # inputs in failures.csv that have no results
@@ -111,14 +111,14 @@ def run_batch(inputs: list[str], store: ResultStore, engine) -> Tally:
                 store.finish(names[outcome.input], outcome, engine.name)
                 tally.outcomes.append(outcome)
                 tally.analysed += outcome.ok
-                tally.failed += not outcome.ok
+                tally.failed_now += not outcome.ok
                 tally.frames += outcome.frames
                 videos.update(1)
                 if not outcome.ok:
                     log.warning("%s: %s", outcome.input, outcome.error)
     finally:
         tally.rows, tally.failures, tally.partial = combine(store, names)
-    if not todo or tally.analysed + tally.failed == len(todo):
+    if not todo or tally.analysed + tally.failed_now == len(todo):
         store.clean_staging()
     return tally
 

@@ -26,11 +26,12 @@ _worker: dict = {}  # per worker process: config, classifier, annotate, frame-co
 
 
 def single_threaded(config: AppConfig) -> AppConfig:
-    """One inference thread per worker (the engines run one worker per core instead)."""
+    """One inference thread per worker unless ``--threads`` says otherwise (the engines run one
+    worker per core instead), and OpenCV on the calling thread."""
     import cv2
 
     cv2.setNumThreads(1)
-    return replace(config, model=replace(config.model, threads=1))
+    return replace(config, model=replace(config.model, threads=config.model.threads or 1))
 
 
 def _start_worker(config: AppConfig, annotate: bool, frames: multiprocessing.Queue) -> None:
