@@ -141,7 +141,7 @@ def projection(runs: list[dict], stages: list[dict]) -> dict:
     rows = []
     for nodes in NODES:
         rate = per_core * nodes * NODE_CORES
-        rows.append({"nodes": nodes, "cores": nodes * NODE_CORES, "days": round(core_hours / (nodes * NODE_CORES) / 24, 1),
+        rows.append({"nodes": nodes, "cores": nodes * NODE_CORES, "hours": round(core_hours / (nodes * NODE_CORES), 1),
                      "driver_write_mb_s": round(rate * runs[0]["bytes_per_frame"] / 1e6, 1),
                      "annotated_mb_s": round(rate * (runs[0]["bytes_per_frame"] + stages[0]["annotated_bytes_per_frame"]) / 1e6)})
     return {"hours": CORPUS_HOURS, "fps": CORPUS_FPS, "frames": frames, "frames_per_s_per_core": per_core,
@@ -175,8 +175,8 @@ def markdown(report: dict) -> str:
     lines += ["", f"{p['hours']:,} hours of {p['fps']:g} fps video = {p['frames']:,.0f} frames; at "
               f"{p['frames_per_s_per_core']} frames/s per core (1000 / the CPU ms per frame of the first row) that is {p['core_hours']:,} core-hours. "
               f"On nodes of {p['node_cores']} such cores:", "",
-              "| nodes | cores | days | the driver writes (MB/s) | with `--annotate` (MB/s) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['nodes']} | {r['cores']} | {r['days']} | {r['driver_write_mb_s']} | {r['annotated_mb_s']:,} |" for r in p["rows"]]
+              "| nodes | cores | hours | the driver writes (MB/s) | with `--annotate` (MB/s) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['nodes']} | {r['cores']} | {r['hours']:,} | {r['driver_write_mb_s']} | {r['annotated_mb_s']:,} |" for r in p["rows"]]
     return "\n".join(lines)
 
 
