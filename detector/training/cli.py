@@ -111,15 +111,31 @@ def _check(config: TrainConfig) -> None:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
     if config.weights and not Path(config.weights).is_file():
         raise UserError(f"weights file not found: {config.weights}")
-    if config.export and importlib.util.find_spec("tensorflow") is None:  # a PyTorch-only GPU machine
-        raise UserError("exporting needs TensorFlow, which is not installed here: train with --no-export, then run "
-                        "python -m detector.training.export OUT/best.keras OUT/saved_model where it is")
+    if config.export:
+        _check_export_dependencies()
     from detector.training.models import architecture  # imports TensorFlow: after the cheap checks
 
     try:
         architecture(config.arch)
     except ValueError as error:
         raise UserError(str(error)) from None
+
+
+#: What the export after the last epoch imports (ONNX conversion, int8 quantization and its
+#: shape inference): checked before the first epoch, never discovered after hours of training.
+EXPORT_MODULES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime.quantization", "onnxruntime.tools.symbolic_shape_infer")
+
+
+def _check_export_dependencies() -> None:
+    if importlib.util.find_spec("tensorflow") is None:  # a PyTorch-only GPU machine
+        raise UserError("exporting needs TensorFlow, which is not installed here: train with --no-export, then run "
+                        "python -m detector.training.export OUT/best.keras OUT/saved_model where it is")
+    for module in EXPORT_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UserError(f"the export after training cannot import {module} ({error}): "
+                            "python -m pip install -r requirements.txt, or train with --no-export") from None
 
 
 def train_main(argv: Sequence[str]) -> int:
