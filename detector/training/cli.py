@@ -31,6 +31,8 @@ HELP = {
     "warmup_epochs": "epochs of linear learning-rate warm-up",
     "dropout_rate": "dropout before the classifier layers",
     "augment": "augmentation strength, 0 = off",
+    "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble",
+    "distill_weight": "with --teacher: targets = W * teacher + (1 - W) * one-hot",
     "class_weight_power": "0 = no class re-weighting, 1 = full inverse frequency",
     "weights": "weights file to start from: ImageNet weights for the keras.applications backbones, or an earlier run's best.keras (fine-tuning, a new schedule)",
     "limit": "use only N train images (and N/4 val) for a smoke run; 0 = all",
@@ -109,6 +111,10 @@ def _check(config: TrainConfig) -> None:
     missing = [split for split in ("train", "val") if data.is_dir() and not (data / split).is_dir()]
     if missing:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
+    if config.teacher and not Path(config.teacher).is_file():
+        raise UserError(f"soft targets not found: {config.teacher} (make them with python -m detector.training.distill)")
+    if not 0 <= config.distill_weight <= 1:
+        raise UserError(f"--distill-weight must be between 0 and 1, got {config.distill_weight}")
     if config.weights and not Path(config.weights).is_file():
         raise UserError(f"weights file not found: {config.weights}")
     if config.export:

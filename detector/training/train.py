@@ -14,7 +14,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,8 @@ class TrainConfig:
     ema_momentum: float = 0.999  # per-step weight average, judged on val each epoch (0 = off)
     dropout_rate: float = 0.4
     augment: float = 1.0  # augmentation strength, 0 = off
+    teacher: str | None = None  # soft targets from python -m detector.training.distill (.npz)
+    distill_weight: float = 0.7  # targets = weight * teacher + (1 - weight) * one-hot, with --teacher
     class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency
     weights: str | None = None  # start from: local ImageNet weights (applications) or an earlier core's weights
     limit: int = 0  # use only this many train/val images (smoke runs)
@@ -95,6 +97,10 @@ def train(config: TrainConfig) -> Path:
     log.info("backend %s, accelerator %s, precision %s", keras.backend.backend(), accelerator or "none (CPU)", precision)
 
     train_split = fer.load_split(config.data, "train")
+    if config.teacher:
+        from detector.training.distill import load_soft_targets
+
+        train_split = replace(train_split, soft_targets=load_soft_targets(config.teacher, train_split))
     val_split = fer.load_split(config.data, "val")
     if config.limit:
         train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
@@ -138,7 +144,7 @@ def train(config: TrainConfig) -> Path:
     weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
     model.fit(
         _to_input(train_split.images),
-        one_hot[train_split.labels],
+        _targets(train_split, one_hot, config.distill_weight),
         validation_data=(_to_input(val_split.images), one_hot[val_split.labels]),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -180,6 +186,14 @@ class _TrainClock:
 
     def save(self, *_) -> None:
         self.path.write_text(json.dumps({"minutes": round(self.minutes, 2)}))
+
+
+def _targets(split, one_hot: np.ndarray, distill_weight: float) -> np.ndarray:
+    """One-hot labels, mixed with the teacher's probabilities where the split has them."""
+    hard = one_hot[split.labels]
+    if split.soft_targets is None:
+        return hard
+    return (distill_weight * split.soft_targets + (1 - distill_weight) * hard).astype("float32")
 
 
 def _best(history: list[dict[str, str]], metric: str) -> float | None:
