@@ -14,7 +14,7 @@ from pathlib import Path
 from detector.errors import EXIT_USER_ERROR, UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
 
-COMMANDS = ("train", "evaluate", "bench")
+COMMANDS = ("train", "evaluate", "bench", "serve", "bench-serve")
 DEFAULT_HEADLESS_DIR = "emotion_output"
 
 RUN_EPILOG = """\
@@ -22,6 +22,8 @@ commands:
   main.py train ...      train a model on FER2013       (main.py train --help)
   main.py evaluate ...   accuracy, F1, confusion matrix (main.py evaluate --help)
   main.py bench ...      speed against the naive loop   (main.py bench --help)
+  main.py serve ...      REST API and webcam page       (main.py serve --help)
+  main.py bench-serve    the server's speed             (docs/SERVING.md)
 
 keys in the window: q/Esc quit, space pause, s save a snapshot PNG, t rolling timeline
 exit codes: 0 done (also window closed or SIGTERM), 2 user error, 130 Ctrl+C
@@ -107,6 +109,14 @@ def _command(name: str, argv: list[str]) -> int:
         from detector.training.evaluate import evaluate_main
 
         return evaluate_main(argv)
+    if name == "serve":  # FastAPI and uvicorn are imported here only: the app never loads them
+        from detector.serve.cli import serve_main
+
+        return serve_main(argv)
+    if name == "bench-serve":
+        from detector.serve.bench import bench_serve_main
+
+        return bench_serve_main(argv)
     from detector.bench import bench_main
 
     return bench_main(argv)

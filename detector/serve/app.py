@@ -1,0 +1,171 @@
+"""The FastAPI app: ``create_app(config)`` builds it, so tests make their own.
+
+The model loads once, in the lifespan handler. Image work runs on the thread pool
+(sync endpoints; ``run_in_threadpool`` in the WebSocket), so one slow picture never
+stalls the event loop or another connection. Bad input is a 4xx with a JSON ``detail``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+
+from detector.paths import bundle_dir
+from detector.serve.config import ServeConfig
+from detector.serve.engine import PipelinePool, Stream
+from detector.serve.images import BadImage, decode_base64, decode_upload
+from detector.serve.schemas import (ErrorOut, FacePredictions, Health, ModelInfo, PredictOut, faces_out, most_likely_first,
+                                    stream_frame)
+
+log = logging.getLogger(__name__)
+
+PAGE = "detector/serve/static/index.html"  # relative to the source tree and to the bundle alike
+ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}}
+FACE_ERRORS = {**ERRORS, 422: {"model": ErrorOut, "description": "no face found"}}
+FACE_FORM = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+    "type": "object", "required": ["imgBase64"],
+    "properties": {"imgBase64": {"type": "string", "description": "data:image/...;base64,... or bare base64"}}}}}}}
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The server for ``config``; its pipelines are built when the app starts (lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.pool = PipelinePool(config.pipeline, config.workers)
+        log.info("serving %d pipelines of %s", config.workers, app.state.pool.classifier.model_file.name)
+        yield
+
+    app = FastAPI(title="Emotion detector", version="1", lifespan=lifespan,
+                  description="Faces and their emotions, on the desktop app's own detector, classifier, tracker and smoother.")
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"])
+    app.add_exception_handler(Exception, _internal_error)
+    _add_routes(app, config)
+    return app
+
+
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    """A bug is logged with its traceback and answered as JSON; the server carries on."""
+    log.exception("unexpected error on %s", request.url.path)
+    return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
+
+
+def _body_limit(config: ServeConfig):
+    """A dependency that refuses a request whose declared body is past the limit, before reading it."""
+    limit = config.max_bytes * 4 // 3 + 64 * 1024  # room for base64 and multipart framing
+
+    def check(request: Request) -> None:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise HTTPException(413, f"request body is {length} bytes; the limit is {limit}")
+
+    return Depends(check)
+
+
+def _add_routes(app: FastAPI, config: ServeConfig) -> None:
+    limit = _body_limit(config)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(bundle_dir() / PAGE, media_type="text/html")
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health()
+
+    @app.get("/model", response_model=ModelInfo)
+    def model(request: Request) -> ModelInfo:
+        classifier = request.app.state.pool.classifier
+        return ModelInfo(labels=list(classifier.labels), input_size=list(classifier.input_size), channels=classifier.channels,
+                         backend=classifier.backend.name, model_file=Path(classifier.model_file).name)
+
+    @app.post("/predict", response_model=PredictOut, responses=ERRORS, dependencies=[limit])
+    def predict(request: Request, image: UploadFile = File(description="any image format the app reads"),
+                whole: bool = Query(False, description="classify the whole picture as one face (a pre-cropped face)")) -> PredictOut:
+        picture = _decoded(lambda: decode_upload(image.file.read(config.max_bytes + 1), config))
+        result = request.app.state.pool.predict(picture, whole=whole)
+        return PredictOut(width=picture.shape[1], height=picture.shape[0], faces=faces_out(result))
+
+    @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, dependencies=[limit], openapi_extra=FACE_FORM)
+    async def face(request: Request) -> FacePredictions:
+        form = await _form(request, config)
+        text = form.get("imgBase64")
+        if not isinstance(text, str) or not text:
+            raise HTTPException(400, "send the image as the form field imgBase64 (a data URL or bare base64)")
+        picture = await run_in_threadpool(_decoded, lambda: decode_base64(text, config))
+        result = await run_in_threadpool(request.app.state.pool.predict, picture)
+        largest = result.faces.largest()
+        if largest is None:
+            raise HTTPException(422, "no face found in the image")
+        return FacePredictions(predictions=most_likely_first(result.records[largest]["probs"]))
+
+    names = itertools.count(1)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        if not _same_origin(websocket, config):
+            await websocket.close(code=1008, reason="origin not allowed")
+            return
+        await websocket.accept()
+        stream = await run_in_threadpool(Stream, config.pipeline, f"connection {next(names)}")
+        try:
+            await _serve_stream(websocket, stream, config)
+        except WebSocketDisconnect:
+            pass
+
+
+async def _serve_stream(websocket: WebSocket, stream: Stream, config: ServeConfig) -> None:
+    """Answer each binary frame with one JSON result, in order; a bad frame gets an
+    ``{"error", "status"}`` message and the connection carries on."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is None:
+            await websocket.send_json({"error": "send binary JPEG or PNG frames, not text", "status": 400})
+            continue
+        started = time.perf_counter()
+        try:
+            picture = await run_in_threadpool(decode_upload, data, config)
+        except BadImage as error:
+            await websocket.send_json({"error": str(error), "status": error.status})
+            continue
+        decode_ms = (time.perf_counter() - started) * 1000
+        result = await run_in_threadpool(stream, picture)
+        await websocket.send_text(stream_frame(result, decode_ms).model_dump_json())
+
+
+def _decoded(decode):
+    """Run a decode; its :class:`BadImage` becomes the HTTP error it names."""
+    try:
+        return decode()
+    except BadImage as error:
+        raise HTTPException(error.status, str(error)) from None
+
+
+async def _form(request: Request, config: ServeConfig):
+    """The request's form, with fields up to the image limit (Starlette's default is 1 MB)."""
+    try:
+        return await request.form(max_files=1, max_fields=8, max_part_size=config.max_bytes * 4 // 3 + 1024)
+    except Exception as error:  # Starlette raises its own MultiPartException / HTTPException for bad forms
+        raise HTTPException(400, f"unreadable form: {getattr(error, 'detail', None) or getattr(error, 'message', error)}") from None
+
+
+def _same_origin(websocket: WebSocket, config: ServeConfig) -> bool:
+    """Browsers let any page open a WebSocket anywhere: only this server's own page (or an
+    origin allowed with --cors) may. Clients that are not browsers send no Origin."""
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in config.cors_origins:
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host")
