@@ -60,9 +60,8 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
 
 
-def _body_limit(config: ServeConfig):
-    """A dependency that refuses a request whose declared body is past the limit, before reading it."""
-    limit = config.max_bytes * 4 // 3 + 64 * 1024  # room for base64 and multipart framing
+def _body_limit(limit: int):
+    """A dependency that refuses a request whose declared body is over ``limit`` bytes, before reading it."""
 
     def check(request: Request) -> None:
         length = request.headers.get("content-length", "")
@@ -72,8 +71,14 @@ def _body_limit(config: ServeConfig):
     return Depends(check)
 
 
+def _form_limit(config: ServeConfig) -> int:
+    """Bytes of an ``imgBase64`` form field at the image limit: base64 makes 4 characters of 3
+    bytes, and form encoding may turn each into 3 (``%2B``); decode_base64 then checks exactly."""
+    return config.max_bytes * 4 + 1024
+
+
 def _add_routes(app: FastAPI, config: ServeConfig) -> None:
-    limit = _body_limit(config)
+    framing = 64 * 1024  # multipart headers and boundaries
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -89,14 +94,15 @@ def _add_routes(app: FastAPI, config: ServeConfig) -> None:
         return ModelInfo(labels=list(classifier.labels), input_size=list(classifier.input_size), channels=classifier.channels,
                          backend=classifier.backend.name, model_file=Path(classifier.model_file).name)
 
-    @app.post("/predict", response_model=PredictOut, responses=ERRORS, dependencies=[limit])
+    @app.post("/predict", response_model=PredictOut, responses=ERRORS, dependencies=[_body_limit(config.max_bytes + framing)])
     def predict(request: Request, image: UploadFile = File(description="any image format the app reads"),
                 whole: bool = Query(False, description="classify the whole picture as one face (a pre-cropped face)")) -> PredictOut:
         picture = _decoded(lambda: decode_upload(image.file.read(config.max_bytes + 1), config))
         result = request.app.state.pool.predict(picture, whole=whole)
         return PredictOut(width=picture.shape[1], height=picture.shape[0], faces=faces_out(result))
 
-    @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, dependencies=[limit], openapi_extra=FACE_FORM)
+    @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, dependencies=[_body_limit(_form_limit(config) + framing)],
+              openapi_extra=FACE_FORM)
     async def face(request: Request) -> FacePredictions:
         form = await _form(request, config)
         text = form.get("imgBase64")
@@ -155,11 +161,16 @@ def _decoded(decode):
 
 
 async def _form(request: Request, config: ServeConfig):
-    """The request's form, with fields up to the image limit (Starlette's default is 1 MB)."""
+    """The request's form, with fields up to the image limit (Starlette's default is 1 MB).
+
+    Raises:
+        HTTPException: 413 for a field over the limit, 400 for a form that cannot be parsed.
+    """
     try:
-        return await request.form(max_files=1, max_fields=8, max_part_size=config.max_bytes * 4 // 3 + 1024)
-    except Exception as error:  # Starlette raises its own MultiPartException / HTTPException for bad forms
-        raise HTTPException(400, f"unreadable form: {getattr(error, 'detail', None) or getattr(error, 'message', error)}") from None
+        return await request.form(max_files=1, max_fields=8, max_part_size=_form_limit(config))
+    except HTTPException as error:  # Starlette turns its MultiPartException into a 400
+        status = 413 if "maximum size" in str(error.detail) else 400
+        raise HTTPException(status, f"unreadable form: {error.detail}") from None
 
 
 def _same_origin(websocket: WebSocket, config: ServeConfig) -> bool:
