@@ -304,9 +304,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """``main.py serve`` in its own process; returns it once /healthz answers."""
-    port = free_port()
+def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """``main.py serve`` in its own process (on a free port unless given); returns it once /healthz answers."""
+    port = port or free_port()
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "serve", "--port", str(port), *args],
                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
