@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.serve.browser import CHROMIUM, browser_page, write_y4m
-from tests.test_serve import CLIP, free_port, start_server, stop
+from detector.serve.browser import CHROMIUM, browser_page, clip_frames, write_y4m
+from tests.test_serve import free_port, start_server, stop
 
 CAMERA_FRAMES = range(150, 198)  # two seconds of the clip in which the woman faces the camera
 BOX_RGB = (0x44, 0xCC, 0xFF)  # the page's colour for face id 1 (COLORS[1] in index.html)
@@ -38,10 +38,7 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory) -> Path:
     """The sample clip's frames as Chromium's fake camera (640x360, looped)."""
-    capture = cv2.VideoCapture(str(CLIP))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, CAMERA_FRAMES.start)
-    frames = [capture.read()[1] for _ in CAMERA_FRAMES]
-    capture.release()
+    frames = clip_frames(CAMERA_FRAMES.start, len(CAMERA_FRAMES))
     return write_y4m(tmp_path_factory.mktemp("camera") / "sample.y4m", frames)
 
 

@@ -31,22 +31,17 @@ from detector.bench import letterbox
 from detector.config import AppConfig
 from detector.results import FrameResult
 from detector.serve.app import create_app
+from detector.serve.browser import clip_frames
 from detector.serve.config import ServeConfig
 from tests.conftest import REPO_ROOT, run_main
 from tests.scenes import background
 
-CLIP = REPO_ROOT / "samples" / "sample_face.mp4"
 FACE_FRAMES = (120, 200, 260, 330)  # the woman faces the camera in these frames of the clip
 SERVER_MODULES = ("fastapi", "uvicorn", "starlette", "python_multipart", "multipart")
 
 
 def clip_frame(index: int) -> np.ndarray:
-    capture = cv2.VideoCapture(str(CLIP))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-    ok, frame = capture.read()
-    capture.release()
-    assert ok, f"cannot read frame {index} of {CLIP}"
-    return letterbox(frame, (640, 480))
+    return letterbox(clip_frames(index, 1)[0], (640, 480))
 
 
 def jpeg(image: np.ndarray) -> bytes:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from detector.paths import bundle_dir
 from detector.serve.config import ServeConfig
@@ -95,21 +95,27 @@ def _add_routes(app: FastAPI, config: ServeConfig) -> None:
                          backend=classifier.backend.name, model_file=Path(classifier.model_file).name)
 
     @app.post("/predict", response_model=PredictOut, responses=ERRORS, dependencies=[_body_limit(config.max_bytes + framing)])
-    def predict(request: Request, image: UploadFile = File(description="any image format the app reads"),
+    def predict(request: Request, response: Response, image: UploadFile = File(description="any image format the app reads"),
                 whole: bool = Query(False, description="classify the whole picture as one face (a pre-cropped face)")) -> PredictOut:
+        started = time.perf_counter()
         picture = _decoded(lambda: decode_upload(image.file.read(config.max_bytes + 1), config))
+        decoded = time.perf_counter()
         result = request.app.state.pool.predict(picture, whole=whole)
+        response.headers["Server-Timing"] = _server_timing(started, decoded)
         return PredictOut(width=picture.shape[1], height=picture.shape[0], faces=faces_out(result))
 
     @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, dependencies=[_body_limit(_form_limit(config) + framing)],
               openapi_extra=FACE_FORM)
-    async def face(request: Request) -> FacePredictions:
+    async def face(request: Request, response: Response) -> FacePredictions:
         form = await _form(request, config)
         text = form.get("imgBase64")
         if not isinstance(text, str) or not text:
             raise HTTPException(400, "send the image as the form field imgBase64 (a data URL or bare base64)")
+        started = time.perf_counter()
         picture = await run_in_threadpool(_decoded, lambda: decode_base64(text, config))
+        decoded = time.perf_counter()
         result = await run_in_threadpool(request.app.state.pool.predict, picture)
+        response.headers["Server-Timing"] = _server_timing(started, decoded)
         largest = result.faces.largest()
         if largest is None:
             raise HTTPException(422, "no face found in the image")
@@ -150,6 +156,13 @@ async def _serve_stream(websocket: WebSocket, stream: Stream, config: ServeConfi
         decode_ms = (time.perf_counter() - started) * 1000
         result = await run_in_threadpool(stream, picture)
         await websocket.send_text(stream_frame(result, decode_ms).model_dump_json())
+
+
+def _server_timing(started: float, decoded: float) -> str:
+    """A ``Server-Timing`` header: milliseconds spent decoding, then in the pipeline (up to now),
+    so a client can tell the server's work from the transfer's."""
+    now = time.perf_counter()
+    return f"decode;dur={(decoded - started) * 1000:.2f}, pipeline;dur={(now - decoded) * 1000:.2f}"
 
 
 def _decoded(decode):

@@ -15,9 +15,27 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from detector.paths import SAMPLE_CLIP, resource
+
 CHROMIUM = "/usr/bin/chromium"
 QUIET = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
+
+
+def clip_frames(start: int, count: int) -> list[np.ndarray]:
+    """``count`` BGR frames (640x360) of the bundled sample clip from frame ``start``: real faces."""
+    capture = cv2.VideoCapture(str(resource(SAMPLE_CLIP)))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    frames = []
+    for _ in range(count):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    if len(frames) != count:
+        raise ValueError(f"the sample clip has no frames {start}..{start + count - 1}")
+    return frames
 
 
 def write_y4m(path: Path, frames: Sequence[np.ndarray], fps: int = 24) -> Path:
