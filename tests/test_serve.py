@@ -11,6 +11,8 @@ import base64
 import io
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +20,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import httpx
@@ -101,6 +102,7 @@ def test_healthz_model_docs_and_page(client):
 def test_predict_finds_the_face_the_app_finds(client, face_jpeg, face_image):
     answer = upload(client, face_jpeg)
     assert answer.status_code == 200
+    assert re.fullmatch(r"decode;dur=[\d.]+, pipeline;dur=[\d.]+", answer.headers["server-timing"])
     body = answer.json()
     expected = fresh_result(face_image).records
     assert (body["width"], body["height"]) == (640, 480)
@@ -291,6 +293,16 @@ def test_serve_user_errors_are_one_line(args, words):
     done = run_main("serve", *args, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and words in done.stderr
+
+
+def test_serving_doc_table_is_generated_from_its_json(tmp_path):
+    """docs/SERVING.md's numbers are bench-serve's table of docs/serving.json, not retyped."""
+    doc = tmp_path / "SERVING.md"
+    shutil.copy(REPO_ROOT / "docs" / "SERVING.md", doc)
+    done = run_main("bench-serve", "--table-only", "--json", str(REPO_ROOT / "docs" / "serving.json"), "--doc", str(doc))
+    assert done.returncode == 0, done.stderr
+    assert doc.read_text(encoding="utf-8") == (REPO_ROOT / "docs" / "SERVING.md").read_text(encoding="utf-8")
+    assert "| 16 clients at once" in doc.read_text(encoding="utf-8")
 
 
 def free_port() -> int:

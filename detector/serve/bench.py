@@ -177,8 +177,10 @@ def page_loop(url: str, seconds: float, screenshot: Path | None) -> dict:
                 latencies.append(page.evaluate("window.page.latencyMs"))
             frames = page.evaluate("window.page.frames") - first
             elapsed = time.perf_counter() - started
-            if screenshot:
-                page.screenshot(path=str(screenshot))
+            if screenshot:  # the header and the video, not the empty viewport below
+                stage = page.locator("#stage").bounding_box()
+                page.screenshot(path=str(screenshot), clip={"x": 0, "y": 0, "width": stage["x"] * 2 + stage["width"],
+                                                            "height": stage["y"] + stage["height"] + stage["x"]})
     return {"camera_fps": camera_fps, "frames_per_s": round(frames / elapsed, 1), "round_trip_ms": _stats(latencies),
             "seconds": round(elapsed, 1)}
 

@@ -31,12 +31,12 @@ class PipelinePool:
     Thread-safe: each pipeline serves one call at a time."""
 
     def __init__(self, config: AppConfig, size: int):
+        pipelines = [build_pipeline(config) for _ in range(size)]
         self._idle: queue.Queue[Pipeline] = queue.Queue()
-        for _ in range(size):
-            self._idle.put(build_pipeline(config))
+        for pipeline in pipelines:
+            self._idle.put(pipeline)
         self._names = itertools.count(1)
-        first = self._idle.queue[0]
-        self.classifier = dict(first.stages)["classify"].classifier  # for /model: every pipeline loads the same
+        self.classifier = dict(pipelines[0].stages)["classify"].classifier  # for /model: every pipeline loads the same
 
     @contextmanager
     def _borrowed(self) -> Iterator[Pipeline]:
