@@ -12,12 +12,15 @@ import io
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -216,6 +219,31 @@ def test_size_limits_are_413(face_jpeg):
         big = cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
         answer = limited.post("/predict", files={"image": ("big.png", big)})
         assert answer.status_code == 413 and "request body" in answer.json()["detail"]
+
+
+def png_bomb(side: int) -> bytes:
+    """A valid gray PNG of side x side black pixels, a few hundred KB that unpack to side**2 bytes
+    (three times that as BGR); written row by row, so making it costs no memory either."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer, row = zlib.compressobj(9), b"\0" * (side + 1)  # each row: filter byte 0, then its pixels
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_unopened(client):
+    """20000 x 20000 pixels in well under the byte limit: 413 from the header alone, with no
+    1.2 GB picture unpacked first (the process's peak memory barely moves)."""
+    bomb = png_bomb(20_000)
+    assert len(bomb) < ServeConfig().max_bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    answer = upload(client, bomb, "bomb.png")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert answer.status_code == 413 and "pixels; the limit is 40000000" in answer.json()["detail"]
+    assert grown_mb < 100, f"the server unpacked the picture: peak memory grew {grown_mb:.0f} MB"
+    assert upload(client, png_bomb(64), "small.png").status_code == 200, "the same PNG writer makes readable files"
 
 
 def test_ws_tracks_and_smooths_per_connection(client):

@@ -1,14 +1,17 @@
 """Uploaded bytes -> a BGR image, inside the server's size limits.
 
-Limits are checked twice: the byte size before anything is decoded, the pixel count
-right after; either failure is a :class:`BadImage` carrying the HTTP status the client
-gets (400 unreadable, 413 too large), never an exception the server has to survive.
+Limits are checked before anything is decoded: the byte size, then the pixel count the
+file's header declares (a few hundred KB of PNG can unpack to gigabytes), and the pixel
+count again once decoded, for formats whose header Pillow does not read. A failure is a
+:class:`BadImage` carrying the HTTP status the client gets (400 unreadable, 413 too
+large), never an exception the server has to survive.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 
 import cv2
 import numpy as np
@@ -41,6 +44,26 @@ def _decode_image_bytes(data: bytes) -> np.ndarray:
     return image
 
 
+def check_declared_size(data: bytes, max_pixels: int) -> None:
+    """Refuse a picture by the size its header states, before its pixels are unpacked
+    (Pillow opens lazily). Formats Pillow does not read pass, to be checked once decoded.
+
+    Raises:
+        BadImage: 413 when the header states more than ``max_pixels``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow's own cap, far above any sane limit
+        raise BadImage(413, f"image has over {2 * Image.MAX_IMAGE_PIXELS} pixels; the limit is {max_pixels}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return
+    if width * height > max_pixels:
+        raise BadImage(413, f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+
+
 def decode_upload(data: bytes, config: ServeConfig) -> np.ndarray:
     """``(H, W, 3)`` uint8 BGR from an uploaded file's bytes.
 
@@ -51,6 +74,7 @@ def decode_upload(data: bytes, config: ServeConfig) -> np.ndarray:
         raise BadImage(400, "empty upload: send an image file")
     if len(data) > config.max_bytes:
         raise BadImage(413, f"image is {len(data)} bytes; the limit is {config.max_bytes}")
+    check_declared_size(data, config.max_pixels)
     try:
         image = _decode_image_bytes(data)
     except ValueError as error:
