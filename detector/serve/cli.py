@@ -100,7 +100,9 @@ def serve_main(argv: list[str]) -> int:
 
     from detector.serve.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port,
+    # WebSocket frames past the image limit get a JSON 413 up to uvicorn's 16 MiB; larger ones close the socket
+    ws_max_size = max(16 * 1024 * 1024, config.max_bytes + 1024)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, ws_max_size=ws_max_size,
                                            access_log=not args.no_access_log, log_level="info"))
     server.run()
     if not server.started:
