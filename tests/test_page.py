@@ -102,3 +102,17 @@ def test_page_reconnects_when_the_server_comes_back(chromium, camera):
             assert page.evaluate("window.page.status") == "running" and page.inner_text("#message") == ""
         finally:
             stop(process)
+
+
+def test_api_docs_render_offline(chromium, server):
+    """/docs is Swagger UI with its scripts served by the server itself: no CDN, so it works offline."""
+    requested = []
+    with browser_page("about:blank", None, executable=chromium) as page:
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(server + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
+        title = page.inner_text(".swagger-ui .info .title")
+        operations = page.locator(".opblock-summary-path").all_inner_texts()
+    assert title.startswith("Emotion detector")
+    assert {"/predict", "/face", "/healthz", "/model"} <= {path.strip() for path in operations}
+    assert requested and all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]

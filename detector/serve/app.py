@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Uploa
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from detector.paths import bundle_dir
 from detector.serve.config import ServeConfig
@@ -45,8 +46,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         log.info("serving %d pipelines of %s", config.workers, app.state.pool.classifier.model_file.name)
         yield
 
-    app = FastAPI(title="Emotion detector", version="1", lifespan=lifespan,
-                  description="Faces and their emotions, on the desktop app's own detector, classifier, tracker and smoother.")
+    # FastAPIOffline: /docs and /redoc with their scripts served from here, not a CDN (the app works offline)
+    app = FastAPIOffline(title="Emotion detector", version="1", lifespan=lifespan,
+                         description="Faces and their emotions, on the desktop app's own detector, classifier, tracker and smoother.")
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"])
     app.add_exception_handler(Exception, _internal_error)
