@@ -36,6 +36,7 @@ class Split:
     labels: np.ndarray  # (N,) int64 class indices into ``classes``
     classes: tuple[str, ...]
     paths: tuple[str, ...] = ()
+    soft_targets: np.ndarray | None = None  # (N, C) float32 teacher probabilities, for distillation
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,7 +47,8 @@ class Split:
             return self
         index = np.random.default_rng(seed).permutation(len(self))[:count]
         paths = tuple(self.paths[i] for i in index) if self.paths else ()
-        return Split(self.images[index], self.labels[index], self.classes, paths)
+        soft = None if self.soft_targets is None else self.soft_targets[index]
+        return Split(self.images[index], self.labels[index], self.classes, paths, soft)
 
 
 def folder_classes(split_dir: Path) -> tuple[str, ...]:
