@@ -80,7 +80,13 @@ def _form_limit(config: ServeConfig) -> int:
 
 
 def _add_routes(app: FastAPI, config: ServeConfig) -> None:
-    framing = 64 * 1024  # multipart headers and boundaries
+    _add_info_routes(app)
+    _add_image_routes(app, config)
+    _add_stream_route(app, config)
+
+
+def _add_info_routes(app: FastAPI) -> None:
+    """The page, the health check and what model is served."""
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -95,6 +101,11 @@ def _add_routes(app: FastAPI, config: ServeConfig) -> None:
         classifier = request.app.state.pool.classifier
         return ModelInfo(labels=list(classifier.labels), input_size=list(classifier.input_size), channels=classifier.channels,
                          backend=classifier.backend.name, model_file=Path(classifier.model_file).name)
+
+
+def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
+    """One-shot pictures: ``/predict`` (a file) and ``/face`` (base64 in a form)."""
+    framing = 64 * 1024  # multipart headers and boundaries
 
     @app.post("/predict", response_model=PredictOut, responses=ERRORS, dependencies=[_body_limit(config.max_bytes + framing)])
     def predict(request: Request, response: Response, image: UploadFile = File(description="any image format the app reads"),
@@ -123,6 +134,9 @@ def _add_routes(app: FastAPI, config: ServeConfig) -> None:
             raise HTTPException(422, "no face found in the image")
         return FacePredictions(predictions=most_likely_first(result.records[largest]["probs"]))
 
+
+def _add_stream_route(app: FastAPI, config: ServeConfig) -> None:
+    """``/ws``: a pipeline per connection, built when it opens."""
     names = itertools.count(1)
 
     @app.websocket("/ws")
