@@ -398,6 +398,16 @@ def test_real_server_survives_garbage(server, face_jpeg):
     assert len(httpx.post(server + "/predict", files={"image": ("f.jpg", face_jpeg)}, timeout=60).json()["faces"]) == 1
 
 
+def test_real_server_refuses_a_huge_body_unread(server):
+    """A declared 1 GB upload is answered 413 at once, while none of its body has been sent."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=z\r\n"
+                           b"Content-Length: 1000000000\r\n\r\n")
+        head = connection.recv(65536).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413") and "the limit is" in head
+
+
 def test_real_server_websocket_and_page(server, face_jpeg):
     from websockets.sync.client import connect
 

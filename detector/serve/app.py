@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -52,6 +52,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"])
     app.add_exception_handler(Exception, _internal_error)
+    _refuse_large_bodies(app, config)
     _add_routes(app, config)
     return app
 
@@ -62,15 +63,24 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
 
 
-def _body_limit(limit: int):
-    """A dependency that refuses a request whose declared body is over ``limit`` bytes, before reading it."""
+def _body_limits(config: ServeConfig) -> dict[str, int]:
+    """The largest request body each upload route takes, in bytes: the image limit plus
+    multipart framing, or the base64 form field's limit plus framing."""
+    framing = 64 * 1024
+    return {"/predict": config.max_bytes + framing, "/face": _form_limit(config) + framing}
 
-    def check(request: Request) -> None:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise HTTPException(413, f"request body is {length} bytes; the limit is {limit}")
 
-    return Depends(check)
+def _refuse_large_bodies(app: FastAPI, config: ServeConfig) -> None:
+    """A request that declares a body over its route's limit is answered 413 before any of it
+    is read (FastAPI would parse a whole form before a dependency could look at it)."""
+    limits = _body_limits(config)
+
+    @app.middleware("http")
+    async def refuse(request: Request, call_next):
+        length, limit = request.headers.get("content-length", ""), limits.get(request.url.path)
+        if limit is not None and length.isdigit() and int(length) > limit:
+            return JSONResponse({"detail": f"request body is {length} bytes; the limit is {limit}"}, status_code=413)
+        return await call_next(request)
 
 
 def _form_limit(config: ServeConfig) -> int:
@@ -105,9 +115,8 @@ def _add_info_routes(app: FastAPI) -> None:
 
 def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
     """One-shot pictures: ``/predict`` (a file) and ``/face`` (base64 in a form)."""
-    framing = 64 * 1024  # multipart headers and boundaries
 
-    @app.post("/predict", response_model=PredictOut, responses=ERRORS, dependencies=[_body_limit(config.max_bytes + framing)])
+    @app.post("/predict", response_model=PredictOut, responses=ERRORS)
     def predict(request: Request, response: Response, image: UploadFile = File(description="any image format the app reads"),
                 whole: bool = Query(False, description="classify the whole picture as one face (a pre-cropped face)")) -> PredictOut:
         started = time.perf_counter()
@@ -117,8 +126,7 @@ def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
         response.headers["Server-Timing"] = _server_timing(started, decoded)
         return PredictOut(width=picture.shape[1], height=picture.shape[0], faces=faces_out(result))
 
-    @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, dependencies=[_body_limit(_form_limit(config) + framing)],
-              openapi_extra=FACE_FORM)
+    @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, openapi_extra=FACE_FORM)
     async def face(request: Request, response: Response) -> FacePredictions:
         form = await _form(request, config)
         text = form.get("imgBase64")
