@@ -1,4 +1,4 @@
-"""Command line: ``main.py [run options]``, ``main.py train|evaluate|bench ...``.
+"""Command line: ``main.py [run options]``, or ``main.py COMMAND ...`` for each of :data:`COMMANDS`.
 
 User errors end here: one line on stderr and exit code 2, never a traceback.
 """
@@ -14,7 +14,16 @@ from pathlib import Path
 from detector.errors import EXIT_USER_ERROR, UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
 
-COMMANDS = ("train", "evaluate", "bench", "batch")
+#: ``main.py NAME ...`` -> the module and function that run it, imported only when asked for
+#: (the desktop app never loads training, FastAPI or Ray).
+COMMANDS = {
+    "train": ("detector.training.cli", "train_main"),
+    "evaluate": ("detector.training.evaluate", "evaluate_main"),
+    "bench": ("detector.bench", "bench_main"),
+    "batch": ("detector.batch.cli", "batch_main"),
+    "serve": ("detector.serve.cli", "serve_main"),
+    "bench-serve": ("detector.serve.bench", "bench_serve_main"),
+}
 DEFAULT_HEADLESS_DIR = "emotion_output"
 
 RUN_EPILOG = """\
@@ -23,6 +32,8 @@ commands:
   main.py evaluate ...   accuracy, F1, confusion matrix (main.py evaluate --help)
   main.py bench ...      speed against the naive loop   (main.py bench --help)
   main.py batch ...      many videos, locally or on Ray (main.py batch --help)
+  main.py serve ...      REST API and webcam page       (main.py serve --help)
+  main.py bench-serve    the server's speed             (docs/SERVING.md)
 
 keys in the window: q/Esc quit, space pause, s save a snapshot PNG, t rolling timeline
 exit codes: 0 done (also window closed or SIGTERM), 2 user error, 130 Ctrl+C
@@ -99,22 +110,11 @@ def _run(argv: list[str]) -> int:
 
 
 def _command(name: str, argv: list[str]) -> int:
+    import importlib
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if name == "train":
-        from detector.training.cli import train_main
-
-        return train_main(argv)
-    if name == "evaluate":
-        from detector.training.evaluate import evaluate_main
-
-        return evaluate_main(argv)
-    if name == "batch":
-        from detector.batch.cli import batch_main
-
-        return batch_main(argv)
-    from detector.bench import bench_main
-
-    return bench_main(argv)
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(module), function)(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
