@@ -17,7 +17,7 @@ import numpy as np
 
 from detector.backends import BACKENDS, Backend
 from detector.errors import ModelError
-from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels
+from detector.labels import LABELS_FILE, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,9 @@ ONNX_FILE = "model.onnx"
 INT8_ONNX_FILE = "model.int8.onnx"  # statically quantized copy, written by the export only when it keeps the accuracy
 MODEL_INFO_FILE = "model.json"
 METRICS_FILE = "metrics.json"
+#: ``model.json``'s "outputs": what the model's output rows are. Declared by the export, so
+#: the app never infers it from the numbers (a row of logits can sum to 1 by chance).
+OUTPUT_KINDS = ("probabilities", "logits")
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,9 @@ def _labels(folder: Path, given: tuple[str, ...] | None, num_outputs: int | None
         labels, origin = tuple(read_labels(labels_path)), str(labels_path)
     elif given:
         labels, origin = tuple(given), "--labels"
-    elif num_outputs == len(FER2013_LABELS):
-        labels, origin = FER2013_LABELS, "FER2013's order"
-    else:
-        raise ModelError(f"the model has {num_outputs} outputs and no {LABELS_FILE}: give class names with --labels a,b,c")
+    else:  # never guess: FER2013's order and a class-folder (alphabetical) order differ, silently
+        raise ModelError(f"the model has {num_outputs or 'its'} outputs but no {LABELS_FILE} saying their class order: "
+                         f"put the class names in {folder / LABELS_FILE}, one per line in output order, or give --labels a,b,c")
     if num_outputs is not None and len(labels) != num_outputs:
         raise ModelError(f"{origin} names {len(labels)} classes but the model outputs {num_outputs}")
     if len(set(labels)) != len(labels):
@@ -95,8 +97,22 @@ def _labels(folder: Path, given: tuple[str, ...] | None, num_outputs: int | None
     return labels
 
 
-def to_probabilities(outputs: np.ndarray) -> np.ndarray:
-    """Rows that are already probabilities pass (renormalised); logits get a softmax.
+def output_kind(info: dict, info_path: Path) -> str | None:
+    """``model.json``'s declared output kind; None (with a warning) for a model that does not say."""
+    kind = info.get("outputs")
+    if kind is None:
+        log.warning("%s does not say whether the model outputs probabilities or logits: telling them apart by row sums; "
+                    'add "outputs": "probabilities" (or "logits") to it', info_path)
+        return None
+    if kind not in OUTPUT_KINDS:
+        raise ModelError(f'{info_path}: "outputs" must be one of {", ".join(OUTPUT_KINDS)}, got {kind!r}')
+    return kind
+
+
+def to_probabilities(outputs: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """``(N, C)`` model outputs -> probabilities: rows declared ``"probabilities"`` are
+    renormalised, ``"logits"`` get a softmax; undeclared (None) rows that are non-negative
+    and sum to 1 count as probabilities, others as logits.
 
     Whatever the model returns, each row comes out finite, non-negative and summing to 1,
     so no NaN reaches the JSON lines: a NaN output counts as no evidence for its class,
@@ -106,9 +122,9 @@ def to_probabilities(outputs: np.ndarray) -> np.ndarray:
     outputs = outputs.reshape(len(outputs) if outputs.ndim else 1, int(np.prod(outputs.shape[1:], dtype=np.int64)))
     if not outputs.size:
         return outputs
-    if np.isfinite(outputs).all() and outputs.min() >= 0:
+    if kind != "logits" and np.isfinite(outputs).all() and outputs.min() >= 0:
         sums = outputs.sum(axis=1, keepdims=True)
-        if np.allclose(sums, 1.0, atol=1e-3):
+        if (kind == "probabilities" and (sums > 0).all()) or np.allclose(sums, 1.0, atol=1e-3):
             return outputs / sums
     limit = float(np.finfo(np.float32).max)
     logits = np.nan_to_num(outputs.astype(np.float64), nan=-limit, posinf=limit, neginf=-limit)
@@ -151,6 +167,7 @@ class EmotionClassifier:
         self.channels = int(channels)
         self.labels = _labels(folder, config.labels, self.backend.num_outputs)
         self.input_scale = float(config.input_scale or info.get("input_scale", 255.0))
+        self.output_kind = output_kind(info, folder / MODEL_INFO_FILE)
         self.path, self.model_file = path, model_file
         log.info("model %s: %s backend, input %dx%dx%d, classes %s; file %s",
                  path, self.backend.name, height, width, channels, ",".join(self.labels), model_file.name)
@@ -170,9 +187,10 @@ class EmotionClassifier:
             return np.zeros((0, len(self.labels)), np.float32)
         batch = self.preprocess(crops)
         if self.backend.max_batch in (None, len(batch)):
-            probs = to_probabilities(self.backend.predict(batch))
+            probs = to_probabilities(self.backend.predict(batch), self.output_kind)
         else:
-            probs = np.concatenate([to_probabilities(self.backend.predict(batch[i : i + 1])) for i in range(len(batch))])
+            probs = np.concatenate([to_probabilities(self.backend.predict(batch[i : i + 1]), self.output_kind)
+                                    for i in range(len(batch))])
         if probs.shape != (len(crops), len(self.labels)):  # a model that left its output shape open
             raise ModelError(f"{self.path}: the model returned {probs.shape[1] if probs.ndim == 2 else '?'} values per face "
                              f"for {len(self.labels)} classes")

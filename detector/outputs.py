@@ -77,7 +77,14 @@ class JsonlSink:
 
 
 class VideoSink:
-    """The annotated frames as a video at the source's fps (one output frame per input frame)."""
+    """The annotated frames as a video that keeps each frame's own time.
+
+    Frames are placed by their timestamps (``result.time``): where a variable-frame-rate
+    source leaves a longer gap, the frame is repeated, so the video plays in step with the
+    source; no frame is ever dropped. The output rate is the source's ``fps``, or the rate of
+    its first two frames where that is faster (a VFR file's average understates its dense
+    parts; at most twice the average). Still images (all at time 0) get one frame each.
+    """
 
     def __init__(self, path: Path, fps: float):
         check_writable(path)
@@ -88,22 +95,44 @@ class VideoSink:
         self._fourcc = cv2.VideoWriter_fourcc(*FOURCC[suffix])
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
-        self.frames = 0
+        self._pending: tuple[float, np.ndarray] | None = None  # the first frame, until the second gives the rate
+        self._start = 0.0
+        self.frames = 0  # output frames written, repeats included
 
     def write(self, result: FrameResult, annotated: np.ndarray | None = None) -> None:
         image = result.image if annotated is None else annotated
+        if self._writer is None and self._pending is None:
+            self._pending = (result.time, image)
+            return
         if self._writer is None:
-            self._size = video_size(image.shape[1], image.shape[0])
-            with quiet_native_stderr():  # OpenCV prints its own failure, then we say it in one line
-                self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, self._size)
-            if not self._writer.isOpened():
-                raise UserError(f"cannot write video {self.path} ({self._size[0]}x{self._size[1]})")
+            self._open(result.time)
+        self._place(result.time, image)
+
+    def _open(self, second_time: float | None) -> None:
+        first_time, first = self._pending
+        gap = None if second_time is None else second_time - first_time
+        if gap and gap > 0 and 1.0 / gap > 1.05 * self.fps:
+            self.fps = min(1.0 / gap, 2 * self.fps)
+        self._size = video_size(first.shape[1], first.shape[0])
+        with quiet_native_stderr():  # OpenCV prints its own failure, then we say it in one line
+            self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, self._size)
+        if not self._writer.isOpened():
+            raise UserError(f"cannot write video {self.path} ({self._size[0]}x{self._size[1]})")
+        self._pending, self._start = None, first_time
+        self._place(first_time, first)
+
+    def _place(self, seconds: float, image: np.ndarray) -> None:
+        """Write ``image`` once, plus repeats up to its slot at ``seconds`` (never fewer than once)."""
         if (image.shape[1], image.shape[0]) != self._size:  # image folders: frames of many sizes
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
-        self.frames += 1
+        slots = round((seconds - self._start) * self.fps) + 1 - self.frames
+        for _ in range(max(1, slots)):
+            self._writer.write(image)
+            self.frames += 1
 
     def close(self) -> None:
+        if self._writer is None and self._pending is not None:
+            self._open(None)
         if self._writer is not None:
             self._writer.release()
             self._writer = None

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from detector.errors import SourceError, quiet_native_stderr
+from detector.imageio import ImageDecodeError, read_image_file
 from detector.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -47,29 +48,21 @@ def quiet_opencv():
         cv2.utils.logging.setLogLevel(level)
 
 
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Any image OpenCV can decode -> 3-channel uint8 BGR (gray, BGRA, 16-bit, float)."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):  # e.g. gray + alpha in two planes
-        image = np.ascontiguousarray(image[:, :, 0])
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 class Source:
-    """Base: an iterator of frames that releases what it holds on ``close``."""
+    """Base: an iterator of frames that releases what it holds on ``close``, and what the run
+    loop reads from it (the attributes below; no other duck typing)."""
 
     name: str = ""
     fps: float = 0.0
-    live: bool = False
+    live: bool = False  # a camera or live stream: newest frame only, reconnects, wall-clock times
+    still: bool = False  # still images: every frame stands alone, times mean nothing
     frame_count: int = 0  # 0 when unknown (cameras, streams)
+    status: str = ""  # what the window should say while the source waits (reconnecting)
+    failed_reads: int = 0  # frames of a video that could not be decoded, skipped
+    skipped: list[str]  # files of a folder that are not readable images, by name
+
+    def __init__(self) -> None:
+        self.skipped = []
 
     def __iter__(self) -> Iterator[FrameResult]:
         raise NotImplementedError
@@ -87,13 +80,20 @@ class Source:
 class VideoSource(Source):
     """A video file (or a live stream/camera when ``live``).
 
+    ``live=None`` decides by content (for URLs): a source whose decoder reports a frame count
+    (a file served over HTTP, an image URL) is finite and plays once; one without (RTSP,
+    MJPEG or HLS live streams) is live. Each frame's time is its own presentation timestamp
+    (``CAP_PROP_POS_MSEC``), so variable-frame-rate files keep their timing; live sources use
+    the wall clock since the first frame.
+
     A live source that stops delivering frames (camera unplugged) is reopened with
     backoff for up to ``reconnect_s`` seconds; meanwhile ``status`` says so and the
     iterator yields ``None`` every ``idle_s`` so a window can keep redrawing.
     """
 
-    def __init__(self, capture_arg: int | str, name: str, live: bool = False, queue_size: int = 8,
+    def __init__(self, capture_arg: int | str, name: str, live: bool | None = False, queue_size: int = 8,
                  reconnect_s: float = 30.0, idle_s: float = 0.1):
+        super().__init__()
         self._capture_arg = capture_arg
         self._backend = cv2.CAP_DSHOW if live and isinstance(capture_arg, int) and sys.platform == "win32" else cv2.CAP_ANY
         self.reconnect_s, self.idle_s = reconnect_s, idle_s
@@ -110,17 +110,21 @@ class VideoSource(Source):
             self._capture.release()
             busy = " (is another app using it?)" if isinstance(capture_arg, int) else ""
             raise SourceError(f"{name}: no frames could be read{busy}")
+        reported_frames = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        if live is None:
+            live = reported_frames == 0
+            log.info("%s: %s", name, "no frame count: a live stream" if live else f"{reported_frames} frames: a file, played once")
         self.name, self.live = name, live
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
-        self.frame_count = 0 if live else max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self.frame_count = 0 if live else reported_frames
         self.failed_reads = 0  # frames of a file that could not be decoded, skipped
         self._failed_in_a_row = 0
         self._position = self._capture.get(cv2.CAP_PROP_POS_FRAMES)  # the decoder's count of frames read
         self._frames: queue.Queue = queue.Queue(maxsize=1 if live else queue_size)
         self._stop = threading.Event()
         self._started = time.perf_counter()
-        self._frames.put((0, self._started, first))
+        self._frames.put((0, self._started, self._timestamp(0), first))
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
         self._thread.start()
 
@@ -156,12 +160,22 @@ class VideoSource(Source):
                     log.warning("%s: frames from %d on cannot be reached: skipping the rest", self.name, index)
                     break
                 self._failed_in_a_row = 0
-                self._put((index, time.perf_counter(), frame))
+                self._put((index, time.perf_counter(), self._timestamp(index), frame))
                 index += 1
         except Exception as error:  # a thread boundary: never leave the consumer waiting for frames
             log.error("%s: reading stopped: %s", self.name, error)
         finally:
             self._put(_END)
+
+    def _timestamp(self, index: int) -> float:
+        """Seconds into a file of the frame just read: the decoder's presentation time, or
+        ``index / fps`` where the container gives none (some AVI/MJPEG files)."""
+        if self.live:
+            return 0.0
+        msec = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        if np.isfinite(msec) and msec >= 0 and (msec > 0 or index == 0):
+            return msec / 1000.0
+        return index / self.fps
 
     def _skip_unreadable(self, index: int) -> bool:
         """A frame that fails to decode mid-file is skipped (and counted), not the end;
@@ -217,8 +231,8 @@ class VideoSource(Source):
                 continue
             if item is _END:
                 return
-            index, stamp, image = item
-            seconds = stamp - self._started if self.live else index / self.fps
+            index, stamp, position, image = item
+            seconds = stamp - self._started if self.live else position
             yield FrameResult(index=index, time=seconds, source=self.name, image=image)
 
     def close(self) -> None:
@@ -233,54 +247,63 @@ class VideoSource(Source):
 
 
 class ImageSource(Source):
-    """One image or a folder of images; unreadable files are skipped with a warning."""
+    """One image or the files of a folder, whatever their suffixes: each file the decoder
+    reads is a frame (upright, see :mod:`detector.imageio`); the others are skipped, named
+    with the reason, and counted in ``skipped``."""
+
+    still = True
 
     def __init__(self, paths: list[Path], name: str):
+        super().__init__()
         if not paths:
-            raise SourceError(f"no images found in {name}")
+            raise SourceError(f"no files found in {name}")
         self.paths, self.name = paths, name
         self.frame_count = len(paths)
-        self.skipped: list[str] = []
 
     def __iter__(self) -> Iterator[FrameResult]:
         for index, path in enumerate(self.paths):
-            image = read_image(path)
-            if image is None:
-                log.warning("skipped %s: not a readable image", path.name)
+            try:
+                image = read_image_file(path)
+            except ImageDecodeError as error:
+                log.warning("skipped %s: %s", path.name, str(error).removeprefix(f"{path.name}: "))
                 self.skipped.append(path.name)
                 continue
             yield FrameResult(index=index, time=0.0, source=path.name, image=image)
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """Decode from bytes so non-ASCII paths work on Windows; None when unreadable."""
+def folder_files(folder: Path) -> list[Path]:
+    """Every visible file of a folder, sorted by name: the decoder, not the suffix, decides."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its suffix, or else by its first bytes (what OpenCV's decoders recognise)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except cv2.error:  # some decoders raise on damaged data instead of returning None
-        return None
-    return None if image is None or image.size == 0 else to_bgr8(image)
+        return cv2.haveImageReader(str(path))
+    except cv2.error:
+        return False
 
 
 def open_source(spec: str, reconnect_s: float = 30.0) -> Source:
     """``spec`` is a camera index, a video file, an image, a folder of images, or a URL.
 
-    A camera or stream that stops delivering frames is reopened for up to ``reconnect_s``."""
+    A camera, or a URL that turns out to be a live stream, is reopened for up to
+    ``reconnect_s`` when it stops delivering frames; a URL to a file plays once."""
     if spec.isdigit():
         return VideoSource(int(spec), f"camera {spec}", live=True, reconnect_s=reconnect_s)
     if "://" in spec:
-        return VideoSource(spec, spec, live=True, reconnect_s=reconnect_s)
+        return VideoSource(spec, spec, live=None, reconnect_s=reconnect_s)
     path = Path(spec)
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return ImageSource(images, str(path))
+        return ImageSource(folder_files(path), str(path))
     if not path.exists():
         raise SourceError(f"source not found: {spec}")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        if read_image(path) is None:
-            raise SourceError(f"cannot read image: {spec}")
+    if is_image_file(path):
+        try:
+            read_image_file(path)
+        except ImageDecodeError as error:
+            raise SourceError(f"cannot read image {error}") from None
         return ImageSource([path], str(path))
     return VideoSource(str(path), path.name)

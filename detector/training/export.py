@@ -54,6 +54,13 @@ class HorizontalFlip(keras.layers.Layer):
         return keras.ops.flip(inputs, axis=2)
 
 
+def _ends_in_softmax(model: keras.Model) -> bool:
+    """Whether the model's last layer is a softmax (so its rows are probabilities, for model.json)."""
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+
+
 def with_flip_tta(core: keras.Model) -> keras.Model:
     """mean(softmax(f(x)), softmax(f(flip_lr(x)))): faces are roughly mirror-symmetric."""
     inputs = keras.Input(core.input_shape[1:], name=core.inputs[0].name)
@@ -231,7 +238,8 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     write_labels(staging / LABELS_FILE, classes)
     tta_name = "flip" if tta else None
     shape = [int(d) for d in core.input_shape[1:]]
-    info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name}
+    info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name,
+            "outputs": "probabilities" if _ends_in_softmax(core) else "logits"}
     (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if int8 and "val_accuracy_no_tta" in metrics:  # real val faces whose classes match: int8 can be judged
         metrics.update(add_int8(staging, val))
