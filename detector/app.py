@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,12 +21,15 @@ from detector.config import AppConfig
 from detector.errors import SourceError, UserError
 from detector.faces import HaarFaceDetector
 from detector.outputs import JsonlSink, VideoSink, check_writable
-from detector.overlay import Overlay
+from detector.overlay import Overlay, ProbabilityHistory, TimelineAnnotator
 from detector.paths import SAMPLE_CLIP, resource
 from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
-from detector.report import ProbabilityHistory, ReportSink, TimelineAnnotator, progress
+from detector.progress import progress
+from detector.report import ReportSink
 from detector.sources import Source, open_source
+from detector.summary import RunTally
 from detector.tracking import FaceTracker, ProbabilitySmoother
+from detector.whole_image import WholeImageFallback
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,21 @@ class RunStats:
     faces: int = 0
     unreadable: int = 0  # frames or images that could not be decoded, skipped
     stopped_by: str = "end"  # end | user | signal
+    tally: RunTally = field(default_factory=RunTally)  # per face id, frames without a face
+    written: list[str] = field(default_factory=list)  # the files and folders the run wrote
+    still: bool = False  # the source was still images
+
+    def describe(self) -> str:
+        """What the run did, for its last lines: counts, what it wrote and where, and the
+        emotions it saw per face id."""
+        unit = "images" if self.still else "frames"
+        lines = [f"{self.frames} {unit}, {self.faces} faces"
+                 + (f", {self.tally.without_face} {unit} without a face" if self.tally.without_face else "")
+                 + (f" ({self.tally.whole_image} face-sized pictures classified whole)" if self.tally.whole_image else "")
+                 + (f", {self.unreadable} unreadable {unit} skipped" if self.unreadable else "")]
+        lines += [f"  {line}" for line in self.tally.describe_faces()]
+        lines += [f"wrote {path}" for path in self.written]
+        return "\n".join(lines)
 
 
 def display_available() -> bool:
@@ -53,11 +71,13 @@ def display_available() -> bool:
 
 
 def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = None) -> Pipeline:
-    """detect -> classify -> track -> smooth: each stage reads what the earlier ones added.
-    ``classifier``: one already loaded (a batch worker loads its model once for many videos)."""
-    detector = HaarFaceDetector(config.cascade, config.detector)
+    """detect -> whole-image fallback -> classify -> track -> smooth: each stage reads what the
+    earlier ones added. ``classifier``: one already loaded (a batch worker loads its model once
+    for many videos)."""
     classifier = classifier or EmotionClassifier(config.model)
-    stages = [("detect", DetectFaces(detector)), ("classify", ClassifyFaces(classifier)), ("track", FaceTracker())]
+    whole = WholeImageFallback(config.model.whole_image)
+    stages = [] if whole.mode == "always" else [("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector)))]
+    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier)), ("track", FaceTracker())]
     if config.smoothing > 0:
         stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
     return Pipeline(stages)
@@ -121,12 +141,15 @@ def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None
             stack.enter_context(source)
             log, output = _results_paths(config) if config.results_dir else (config.log, config.output)
             sinks = []
+            stats.still = source.still
             if log:
                 sinks.append(stack.enter_context(JsonlSink(Path(log))))
             if output:
-                sinks.append(stack.enter_context(VideoSink(Path(output), source.fps)))
+                sinks.append(stack.enter_context(VideoSink(Path(output), 1.0 if source.still else source.fps)))
             if config.report:
-                sinks.append(stack.enter_context(ReportSink(Path(config.report), fps=source.fps, video=config.report_video)))
+                sinks.append(stack.enter_context(ReportSink(Path(config.report), fps=source.fps, video=config.report_video,
+                                                            still=source.still, name=source.name)))
+            stats.written = [str(path) for path in (log, output, config.report and f"{config.report}/") if path]
             if bar is None and not (show or source.live):
                 bar = stack.enter_context(progress(source.frame_count))
             if show:
@@ -136,7 +159,7 @@ def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None
             try:
                 _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, signals)
             finally:
-                stats.unreadable = getattr(source, "failed_reads", 0) + len(getattr(source, "skipped", ()))
+                stats.unreadable = source.failed_reads + len(source.skipped)
     if signals.received == signal.SIGINT:
         raise KeyboardInterrupt  # the CLI says "interrupted" and exits 130
     return stats
@@ -173,8 +196,8 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
             return
         if frame is None:  # a live source is waiting for its device
             if show and annotated is not None:
-                status = getattr(source, "status", "")
-                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, status), config, None, 0.0, started, view, signals):
+                if not _show(overlay.hud.annotate(annotated.copy(), 0.0, 0.0, 0, source.status), config, None, 0.0, started,
+                             view, signals, overlay):
                     stats.stopped_by = "user"
                     return
             continue
@@ -187,20 +210,22 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
             sink.write(result, annotated)
         stats.frames += 1
         stats.faces += len(result.faces)
+        stats.tally.add(result)
         if bar is not None:
             bar.update(1)
         if show:
             history.update(result)  # every frame, so the timeline is full when it is toggled on
             if view["timeline"]:
-                annotated = timeline.annotate(annotated.copy(), history)
-            if not _show(annotated, config, result, frame_period, started, view, signals):
+                annotated = timeline.annotate(annotated.copy(), history, avoid=result.faces.boxes.tolist())
+            if not _show(annotated, config, result, frame_period, started, view, signals, overlay):
                 stats.stopped_by = "user"
                 return
         if config.max_frames and stats.frames >= config.max_frames:
             return
 
 
-def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict, signals: _Signals) -> bool:
+def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict, signals: _Signals,
+          overlay: Overlay) -> bool:
     """Show a frame and handle keys; False when the user quits or closes the window."""
     if not view.get("sized"):  # a resizable window opens small: start it at the frame's own size
         cv2.resizeWindow(WINDOW, image.shape[1], image.shape[0])
@@ -211,7 +236,9 @@ def _show(image, config: AppConfig, result, frame_period: float, started: float,
         wait_ms = max(1, int((started + result.time - time.perf_counter()) * 1000))
     key = cv2.waitKey(wait_ms) & 0xFF
     if key == KEY_PAUSE:
+        cv2.imshow(WINDOW, overlay.hud.paused(image))
         key = _paused(signals)
+        cv2.imshow(WINDOW, image)
     if key == KEY_SNAPSHOT:
         path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 10**6:06d}.png"
         saved = cv2.imwrite(str(path), image)

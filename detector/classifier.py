@@ -39,6 +39,7 @@ class ModelConfig:
     input_scale: float | None = None  # pixel value the model treats as white: 255 (raw) or 1.0
     threads: int = 0  # 0 = one per physical core
     int8: bool = True  # use the folder's model.int8.onnx when it has one (auto and onnx backends)
+    whole_image: str = "auto"  # auto | always | never: when a picture is classified whole (detector.whole_image)
 
 
 def resolve_model(path: Path, backend: str, int8: bool = True) -> tuple[str, Path]:

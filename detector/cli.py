@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from detector.errors import EXIT_USER_ERROR, UserError
+from detector.whole_image import FACE_PICTURE_MAX_SIDE, WHOLE_IMAGE_MODES
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
 
 #: ``main.py NAME ...`` -> the module and function that run it, imported only when asked for
@@ -55,6 +56,9 @@ def run_parser() -> argparse.ArgumentParser:
     src.add_argument("--reconnect-seconds", type=float, default=AppConfig.reconnect_seconds, metavar="SECONDS",
                      help="keep retrying a camera or stream that stops delivering frames this long (default 30)")
     src.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: all)")
+    src.add_argument("--whole-image", choices=WHOLE_IMAGE_MODES, default="auto",
+                     help="classify the whole picture as one face: auto = a face-sized picture (square-ish, at most "
+                          f"{FACE_PICTURE_MAX_SIDE} px) where no face is found; always = skip detection; never")
     add_model_flags(p)
     add_detection_flags(p)
     out = p.add_argument_group("output")
@@ -82,8 +86,10 @@ def config_from_args(args: argparse.Namespace):
     results_dir = None
     if display is False and not (args.log or args.output or args.report):
         results_dir = str(Path(DEFAULT_HEADLESS_DIR) / time.strftime("%Y%m%d_%H%M%S"))
+    config = pipeline_config(args)
     return replace(
-        pipeline_config(args),
+        config,
+        model=replace(config.model, whole_image=args.whole_image),
         source=args.source,
         display=display,
         log=args.log,
@@ -104,8 +110,7 @@ def _run(argv: list[str]) -> int:
     from detector.app import run
 
     stats = run(config_from_args(args))
-    skipped = f", {stats.unreadable} unreadable frames skipped" if stats.unreadable else ""
-    print(f"{stats.frames} frames, {stats.faces} faces{skipped}", file=sys.stderr)
+    print(stats.describe(), file=sys.stderr)
     return 0
 
 

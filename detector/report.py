@@ -1,6 +1,5 @@
-"""A video report people can read: ``--report DIR`` writes frames.csv, summary.json,
-timeline.png and annotated.mp4. Also the live window's rolling timeline, and the
-progress bar for long headless runs.
+"""A report people can read: ``--report DIR`` writes frames.csv, summary.json,
+timeline.png and annotated.mp4, for a video or for a folder of still images.
 
 The CSV is written and flushed row by row, so a crash or Ctrl+C keeps every
 frame processed so far; the summary and the picture need the whole run and are
@@ -12,8 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
-from collections import deque
 from pathlib import Path
 
 import cv2
@@ -23,17 +20,10 @@ from detector.errors import UserError
 from detector.outputs import VideoSink, check_writable
 from detector.overlay import FONT, color_for
 from detector.results import FrameResult
+from detector.summary import UNTRACKED, RunTally
 
 log = logging.getLogger(__name__)
 
-UNTRACKED = -1  # faces without a track id (no tracker in the pipeline) are grouped under this id
-
-
-def progress(total: int, description: str = "frames"):
-    """A tqdm bar on stderr; silent when stderr is not a terminal (logs, CI, pipes)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total or None, desc=description, unit="frame", dynamic_ncols=True, disable=not sys.stderr.isatty())
 
 
 def _rgb(label: str) -> tuple[float, float, float]:
@@ -42,10 +32,14 @@ def _rgb(label: str) -> tuple[float, float, float]:
 
 
 class ReportSink:
-    """The sink behind ``--report DIR`` (``write(result, annotated)``, ``close()``)."""
+    """The sink behind ``--report DIR`` (``write(result, annotated)``, ``close()``).
+
+    ``still`` (a folder of images): every CSV row names its file, the summary counts images
+    rather than seconds, and timeline.png becomes one bar of probabilities per face per image.
+    """
 
     def __init__(self, directory: Path, labels: tuple[str, ...] | None = None, fps: float = 30.0,
-                 min_seconds: float = 1.0, max_panels: int = 8, video: bool = True):
+                 min_seconds: float = 1.0, max_panels: int = 8, video: bool = True, still: bool = False, name: str = ""):
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise UserError(f"report path is a file, expected a folder: {directory}")
@@ -56,27 +50,34 @@ class ReportSink:
         check_writable(directory / "frames.csv")
         self.directory, self.labels = directory, tuple(labels) if labels else None
         self.fps = fps if fps > 0 else 30.0  # image folders have no fps; the video still needs one
-        self.min_seconds, self.max_panels = min_seconds, max_panels
-        self.video = VideoSink(directory / "annotated.mp4", self.fps) if video else None
+        self.min_seconds, self.max_panels, self.still, self.name = min_seconds, max_panels, still, name
+        self.video = VideoSink(directory / "annotated.mp4", 1.0 if still else self.fps) if video else None
         self._file = (directory / "frames.csv").open("w", encoding="utf-8", newline="", buffering=1)
         self._csv = csv.writer(self._file)
         self._header = False
-        self.frames, self.source, self.last_time = 0, "", 0.0
+        self.tally = RunTally()
+        self.source, self.last_time = "", 0.0
         self.tracks: dict[int, tuple[list[float], list[np.ndarray]]] = {}  # id -> (times, probs)
+        self.files: dict[int, str] = {}  # id -> the image it was seen in (stills)
         self._closed = False
-        self.plotted: list[int] = []  # ids with a panel in timeline.png, once closed
+        self.plotted: list[int] = []  # ids with a panel (or bar) in timeline.png, once closed
+
+    @property
+    def frames(self) -> int:
+        return self.tally.frames
 
     def write(self, result: FrameResult, annotated: np.ndarray | None = None) -> None:
         if self.labels is None and result.labels:
             self.labels = tuple(result.labels)
         if not self._header:
-            self._csv.writerow(["frame", "time", "id", "x", "y", "w", "h", "label", "score", *(self.labels or ())])
+            self._csv.writerow(["frame", "source", "time", "id", "x", "y", "w", "h", "label", "score", *(self.labels or ())])
             self._header = True
-        self.frames, self.source, self.last_time = self.frames + 1, result.source, result.time
+        self.tally.add(result)
+        self.source, self.last_time = result.source, result.time
         faces = result.faces
         for i, box in enumerate(faces.boxes.tolist()):
             track_id = int(faces.ids[i]) if faces.ids[i] >= 0 else UNTRACKED
-            row = [result.index, f"{result.time:.4f}", track_id, *box]
+            row = [result.index, result.source, f"{result.time:.4f}", track_id, *box]
             if faces.classified:
                 probs = faces.probs[i]
                 best = int(np.argmax(probs))
@@ -84,28 +85,23 @@ class ReportSink:
                 times, rows = self.tracks.setdefault(track_id, ([], []))
                 times.append(result.time)
                 rows.append(probs.astype(np.float32))
+                self.files[track_id] = result.source
             self._csv.writerow(row)
         if self.video:
             self.video.write(result, annotated)
 
     def summary(self) -> dict:
-        """Per id: frames seen, seconds, dominant emotion, share of frames per emotion, mean probabilities."""
-        labels = list(self.labels or ())
-        faces = {}
-        for track_id, (times, rows) in sorted(self.tracks.items()):
-            probs = np.stack(rows)
-            counts = np.bincount(probs.argmax(axis=1), minlength=len(labels))
-            share = counts / counts.sum()
-            faces[str(track_id)] = {
-                "frames": len(rows),
-                "first_time": round(times[0], 4),
-                "last_time": round(times[-1], 4),
-                "dominant": labels[int(np.argmax(counts))],
-                "share": {name: round(float(s), 4) for name, s in zip(labels, share)},
-                "mean_probs": {name: round(float(p), 4) for name, p in zip(labels, probs.mean(axis=0))},
-            }
-        return {"source": self.source, "frames": self.frames, "duration_s": round(self.last_time, 4),
-                "fps": self.fps, "labels": labels, "faces": faces}
+        """The run in numbers: per id (see :meth:`RunTally.per_id`), and how many frames (or
+        images) had no face and how many were classified whole."""
+        self.tally.labels = self.tally.labels or tuple(self.labels or ())
+        common = {"labels": list(self.labels or ()), "faces": self.tally.per_id(),
+                  "whole_image": self.tally.whole_image}
+        if self.still:
+            files = {str(i): name for i, name in self.files.items()}
+            return {"source": self.name, "images": self.frames, "images_without_face": self.tally.without_face,
+                    **common, "face_files": files}
+        return {"source": self.name or self.source, "frames": self.frames, "frames_without_face": self.tally.without_face,
+                "duration_s": round(self.last_time, 4), "fps": self.fps, **common}
 
     def close(self) -> None:
         if self._closed:
@@ -116,13 +112,49 @@ class ReportSink:
             self.video.close()
         summary = self.summary()
         (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        self.plotted = plot_timeline(self.directory / "timeline.png", self.tracks, summary, self.fps, self.min_seconds, self.max_panels)
+        path = self.directory / "timeline.png"
+        if self.still:
+            self.plotted = plot_stills(path, self.tracks, self.files, summary)
+        else:
+            self.plotted = plot_timeline(path, self.tracks, summary, self.fps, self.min_seconds, self.max_panels)
 
     def __enter__(self) -> "ReportSink":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def plot_stills(path: Path, tracks: dict, files: dict, summary: dict, max_bars: int = 40) -> list[int]:
+    """Still images: one horizontal bar per face, its class probabilities side by side, named
+    by file and id, in file order; returns the ids shown."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = summary["labels"]
+    shown = sorted(tracks, key=lambda i: (files[i], i))[:max_bars]
+    figure = Figure(figsize=(11, 1.6 + 0.35 * max(len(shown), 3)), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    left = np.zeros(len(shown))
+    for c, name in enumerate(labels):
+        widths = np.array([tracks[i][1][-1][c] for i in shown], np.float64)
+        axis.barh(range(len(shown)), widths, left=left, color=_rgb(name), label=name)
+        left += widths
+    axis.set_yticks(range(len(shown)), [f"{files[i]} #{i}" for i in shown], fontsize=8)
+    axis.invert_yaxis()
+    axis.set(xlim=(0, 1), xlabel="probability")
+    title = (f"{summary['source']}: emotions per image ({summary['images']} images, "
+             f"{summary['images_without_face']} without a face, {summary['whole_image']} classified whole)")
+    if len(tracks) > len(shown):
+        title += f"\n(first {len(shown)} of {len(tracks)} faces shown)"
+    if not shown:
+        axis.text(0.5, 0.5, "no face in any image", ha="center", va="center", fontsize=14, transform=axis.transAxes)
+    figure.suptitle(title, fontsize=12)
+    if shown:
+        figure.legend(loc="outside right upper", frameon=False)
+    figure.savefig(path)
+    return shown
 
 
 def plot_timeline(path: Path, tracks: dict, summary: dict, fps: float, min_seconds: float = 1.0, max_panels: int = 8) -> list[int]:
@@ -148,7 +180,7 @@ def plot_timeline(path: Path, tracks: dict, summary: dict, fps: float, min_secon
         axis.stackplot(times, probs.T, colors=[_rgb(n) for n in labels], labels=labels, linewidth=0)
         info = summary["faces"][str(track_id)]
         name = "untracked faces" if track_id == UNTRACKED else f"face #{track_id}"
-        axis.set_title(f"{name}: {info['frames'] / fps:.1f} s seen, mostly {info['dominant']} "
+        axis.set_title(f"{name}: {info['last_time'] - info['first_time']:.1f} s seen, mostly {info['dominant']} "
                        f"({info['share'][info['dominant']]:.0%})", loc="left", fontsize=11)
         axis.set(ylim=(0, 1), xlim=(0, end), ylabel="probability")
         axis.grid(axis="x", alpha=0.3)
@@ -175,61 +207,3 @@ def _with_gaps(times: np.ndarray, probs: np.ndarray, fps: float) -> tuple[np.nda
     times = np.insert(times.astype(np.float64), breaks, times[breaks - 1] + 1.0 / fps)
     probs = np.insert(probs.astype(np.float64), breaks, gap, axis=0)
     return times, probs
-
-
-class ProbabilityHistory:
-    """The largest face's probabilities over the last ``seconds``, for the live timeline.
-
-    Updated every frame (cheap) so the timeline is full the moment it is toggled
-    on. It follows one track: when the largest face becomes another id, the
-    history restarts, so one line never mixes two people.
-    """
-
-    def __init__(self, seconds: float = 10.0):
-        self.seconds = seconds
-        self.labels: tuple[str, ...] = ()
-        self.track_id = UNTRACKED
-        self.samples: deque[tuple[float, np.ndarray]] = deque()
-
-    def update(self, result: FrameResult) -> None:
-        largest = result.faces.largest()
-        if largest is None or not result.faces.classified:
-            if self.labels:
-                self.samples.append((result.time, np.full(len(self.labels), np.nan, np.float32)))
-        else:
-            track_id = int(result.faces.ids[largest])
-            if track_id != self.track_id or tuple(result.labels) != self.labels:
-                self.samples.clear()
-                self.track_id, self.labels = track_id, tuple(result.labels)
-            self.samples.append((result.time, result.faces.probs[largest]))
-        while self.samples and (result.time - self.samples[0][0] > self.seconds or self.samples[0][0] > result.time):
-            self.samples.popleft()
-
-
-class TimelineAnnotator:
-    """The last seconds of the largest face's probabilities, one line per class, bottom-right."""
-
-    def __init__(self, width: int = 260, height: int = 90):
-        self.width, self.height = width, height
-
-    def annotate(self, image: np.ndarray, history: ProbabilityHistory) -> np.ndarray:
-        if not history.samples or not history.labels:
-            return image
-        width, height = min(self.width, image.shape[1] // 2), min(self.height, image.shape[0] // 3)
-        x0, y0 = image.shape[1] - width - 6, image.shape[0] - height - 6
-        panel = image[max(y0 - 14, 0) : y0 + height, x0 : x0 + width]
-        panel[:] = (panel * 0.35).astype(np.uint8)  # darken behind the lines so they read on any scene
-        now = history.samples[-1][0]
-        times = np.array([t for t, _ in history.samples])
-        probs = np.stack([p for _, p in history.samples])
-        xs = (x0 + width - (now - times) / history.seconds * width).astype(np.int32)
-        valid = ~np.isnan(probs[:, 0])  # rows of NaN: frames without a face, drawn as gaps
-        runs = [run[valid[run]] for run in np.split(np.arange(len(xs)), np.flatnonzero(~valid))]
-        for c, name in enumerate(history.labels):
-            ys = (y0 + height - 1 - np.nan_to_num(probs[:, c]) * (height - 2)).astype(np.int32)
-            for run in runs:
-                if len(run) > 1:
-                    cv2.polylines(image, [np.stack([xs[run], ys[run]], axis=1)], False, color_for(name), 2, cv2.LINE_AA)
-        caption = f"#{history.track_id} last {history.seconds:g} s" if history.track_id >= 0 else f"last {history.seconds:g} s"
-        cv2.putText(image, caption, (x0 + 4, y0 - 3), FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        return image

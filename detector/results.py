@@ -74,6 +74,7 @@ class FrameResult:
     faces: Faces = field(default_factory=Faces.empty)
     labels: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    whole_image: bool = False  # the one face is the whole picture, not a detection (detector.whole_image)
 
     @cached_property
     def records(self) -> list[dict]:
@@ -84,6 +85,8 @@ class FrameResult:
             record: dict = {"box": [int(v) for v in box]}
             if int(self.faces.ids[i]) >= 0:
                 record["id"] = int(self.faces.ids[i])
+            if self.whole_image:
+                record["whole_image"] = True
             if self.faces.classified:
                 probs = self.faces.probs[i]
                 best = int(np.argmax(probs))
