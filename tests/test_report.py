@@ -10,15 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.classifier import EmotionClassifier, ModelConfig
+from detector.app import build_pipeline
+from detector.classifier import ModelConfig
+from detector.config import AppConfig
 from detector.errors import UserError
 from detector.faces import HaarFaceDetector
-from detector.overlay import Overlay
-from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
-from detector.report import ProbabilityHistory, ReportSink, TimelineAnnotator, progress
+from detector.overlay import Overlay, ProbabilityHistory, TimelineAnnotator, color_for
+from detector.pipeline import DetectFaces
+from detector.progress import progress
+from detector.report import ReportSink
 from detector.results import Faces, FrameResult
 from detector.sources import open_source
-from detector.tracking import FaceTracker, ProbabilitySmoother
 from scenes import CASCADE, detectable_faces, iou, scene_with, write_video
 
 FPS = 15.0
@@ -61,11 +63,9 @@ def multi_face_video(fer2013_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(multi_face_video, shipped_model, tmp_path_factory):
-    """The stages in the app's order, written by a ReportSink; returns (folder, sink, results)."""
+    """The app's own pipeline, written by a ReportSink; returns (folder, sink, results)."""
     video, _ = multi_face_video
-    classifier = EmotionClassifier(ModelConfig(str(shipped_model)))
-    pipeline = Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE))), ("classify", ClassifyFaces(classifier)),
-                         ("track", FaceTracker()), ("smooth", ProbabilitySmoother(0.25))])
+    pipeline = build_pipeline(AppConfig(model=ModelConfig(str(shipped_model)), smoothing=0.25))
     folder, overlay, results = tmp_path_factory.mktemp("report") / "out", Overlay(), []
     with open_source(str(video)) as source, ReportSink(folder, fps=source.fps) as sink:
         for frame in source:
@@ -85,8 +85,9 @@ def test_frames_csv_has_a_row_per_face_and_a_column_per_class(report):
     rows = _rows(folder)
     assert len(rows) == sum(len(r.faces) for r in results) >= 3 * FRAMES * 0.9
     header = list(rows[0])
-    assert header[:9] == ["frame", "time", "id", "x", "y", "w", "h", "label", "score"]
-    assert header[9:] == list(results[0].labels)
+    assert header[:10] == ["frame", "source", "time", "id", "x", "y", "w", "h", "label", "score"]
+    assert header[10:] == list(results[0].labels)
+    assert {row["source"] for row in rows} == {"four.mp4"}
     for row in rows:
         probs = {name: float(row[name]) for name in results[0].labels}
         assert probs[row["label"]] == max(probs.values()) == float(row["score"])  # the label is the top class
@@ -187,5 +188,20 @@ def test_live_timeline_follows_the_largest_face_and_draws_its_lines():
     image = np.full((240, 320, 3), 128, np.uint8)
     drawn = TimelineAnnotator().annotate(image.copy(), history)
     assert np.count_nonzero(np.any(drawn != image, axis=2)) > 500
+    legend = drawn[:, :, :] == np.array(color_for("happy"), np.uint8)
+    assert np.all(legend, axis=2).sum() > 20  # the legend names each class in its line's colour
     history.update(_frame(40, [0.5, 0.5], track_id=2))  # another face is now the largest: a new line
     assert len(history.samples) == 1 and history.track_id == 2
+
+
+def test_live_timeline_keeps_off_the_face():
+    """A face in the bottom-right corner (where the timeline goes first): the panel moves, the face stays visible."""
+    history = ProbabilityHistory(seconds=2.0)
+    for k in range(20):
+        history.update(_frame(k, [0.6, 0.4]))
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    face = (420, 300, 200, 170)
+    drawn = TimelineAnnotator().annotate(image.copy(), history, avoid=[face])
+    x, y, w, h = face
+    assert np.array_equal(drawn[y : y + h, x : x + w], image[y : y + h, x : x + w])
+    assert np.count_nonzero(np.any(drawn != image, axis=2)) > 500
