@@ -54,12 +54,12 @@ class RunStats:
         """What the run did, for its last lines: counts, what it wrote and where, and the
         emotions it saw per face id."""
         unit = "images" if self.still else "frames"
-        lines = [f"{self.frames} {unit}, {self.faces} faces"
-                 + (f", {self.tally.without_face} {unit} without a face" if self.tally.without_face else "")
-                 + (f" ({self.tally.whole_image} face-sized pictures classified whole)" if self.tally.whole_image else "")
-                 + (f", {self.unreadable} unreadable {unit} skipped" if self.unreadable else "")]
-        lines += [f"  {line}" for line in self.tally.describe_faces()]
-        lines += [f"wrote {path}" for path in self.written]
+        lines = [f"wrote {path}" for path in self.written]
+        lines += ["faces seen:"] + [f"  {line}" for line in self.tally.describe_faces()] if self.tally.ids else []
+        lines.append(f"{self.frames} {unit}, {self.faces} faces"
+                     + (f", {self.unreadable} unreadable {unit} skipped" if self.unreadable else "")
+                     + (f", {self.tally.without_face} {unit} without a face" if self.tally.without_face else "")
+                     + (f" ({self.tally.whole_image} face-sized pictures classified whole)" if self.tally.whole_image else ""))
         return "\n".join(lines)
 
 
@@ -237,8 +237,7 @@ def _show(image, config: AppConfig, result, frame_period: float, started: float,
     key = cv2.waitKey(wait_ms) & 0xFF
     if key == KEY_PAUSE:
         cv2.imshow(WINDOW, overlay.hud.paused(image))
-        key = _paused(signals)
-        cv2.imshow(WINDOW, image)
+        key = _paused(signals)  # the next frame replaces the banner; re-showing now would reopen a closed window
     if key == KEY_SNAPSHOT:
         path = Path(config.snapshot_dir) / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 10**6:06d}.png"
         saved = cv2.imwrite(str(path), image)

@@ -256,7 +256,7 @@ class ImageSource(Source):
     def __init__(self, paths: list[Path], name: str):
         super().__init__()
         if not paths:
-            raise SourceError(f"no files found in {name}")
+            raise SourceError(f"no images found in {name}: it has no files")
         self.paths, self.name = paths, name
         self.frame_count = len(paths)
 

@@ -253,7 +253,7 @@ def test_damaged_video_keeps_what_is_readable_and_reports_the_rest(tmp_path, rea
     assert not loses_frames or skipped > 0
     frames = [line["frame"] for line in lines]
     assert frames == sorted(set(frames))
-    assert _video_frames(video) == len(lines)
+    assert len(lines) <= _video_frames(video) <= declared  # a damaged stretch holds the last good frame: timing kept
 
 
 # --- stopping: signals and the window's close button -------------------------------------
