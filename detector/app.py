@@ -21,7 +21,7 @@ from detector.config import AppConfig
 from detector.errors import SourceError, UserError
 from detector.faces import HaarFaceDetector
 from detector.outputs import JsonlSink, VideoSink, check_writable
-from detector.overlay import Overlay, ProbabilityHistory, TimelineAnnotator
+from detector.overlay import Overlay, ProbabilityHistory
 from detector.paths import SAMPLE_CLIP, resource
 from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
 from detector.progress import progress
@@ -189,7 +189,7 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
     draw = show or any(isinstance(s, VideoSink) or (isinstance(s, ReportSink) and s.video) for s in sinks)
     started = time.perf_counter()
     annotated = None
-    history, timeline, view = ProbabilityHistory(seconds=10), TimelineAnnotator(), {"timeline": False}
+    history, view = ProbabilityHistory(seconds=10), {"timeline": False}
     for frame in source:
         if signals.received is not None:
             stats.stopped_by = "signal"
@@ -216,7 +216,7 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
         if show:
             history.update(result)  # every frame, so the timeline is full when it is toggled on
             if view["timeline"]:
-                annotated = timeline.annotate(annotated.copy(), history, avoid=result.faces.boxes.tolist())
+                annotated = overlay.timeline(annotated.copy(), result, history, notice)
             if not _show(annotated, config, result, frame_period, started, view, signals, overlay):
                 stats.stopped_by = "user"
                 return

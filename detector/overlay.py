@@ -99,6 +99,12 @@ class ClassBarsAnnotator:
 
     bar_width: int = 120
 
+    def rect(self, image: np.ndarray, classes: int) -> Rect:
+        """Where the panel goes for ``classes`` bars."""
+        row = max(14, min(image.shape[:2]) // 28)
+        label_width = int(cv2.getTextSize("surprise", FONT, row / 30, 1)[0][0]) + 8
+        return 4, 4, label_width + self.bar_width + 50, row * classes + 8
+
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         largest = result.faces.largest()
         if largest is None or not result.faces.classified:
@@ -106,8 +112,8 @@ class ClassBarsAnnotator:
         probs = result.faces.probs[largest]
         row = max(14, min(image.shape[:2]) // 28)
         scale = row / 30
-        label_width = int(cv2.getTextSize("surprise", FONT, scale, 1)[0][0]) + 8
-        width, height = label_width + self.bar_width + 50, row * len(probs) + 8
+        _, _, width, height = self.rect(image, len(probs))
+        label_width = width - self.bar_width - 50
         panel = image[4 : 4 + height, 4 : 4 + width]
         panel[:] = (panel * 0.35).astype(np.uint8)  # darken behind the bars so they read on any scene
         for i, (name, p) in enumerate(zip(result.labels, probs)):
@@ -142,12 +148,16 @@ class HudAnnotator:
         x, y = self.rect(image, fps, latency_ms, faces)[:2]
         _text_box(image, self._text(fps, latency_ms, faces), (x, 4), (30, 30, 30), scale, text_color=(255, 255, 255))
         if notice:
-            _, _, w, h = _text_rect(notice, (6, 0), scale)
-            spots = [(6, image.shape[0] - 6 - h, w, h), (image.shape[1] - w - 6, image.shape[0] - 6 - h, w, h),
-                     ((image.shape[1] - w) // 2, image.shape[0] - 6 - h, w, h), ((image.shape[1] - w) // 2, h + 12, w, h)]
-            sx, sy, _, _ = free_spot(spots, list(avoid))
+            sx, sy, _, h = self.notice_rect(image, notice, avoid)
             _text_box(image, notice, (sx, sy + h), (0, 200, 255), scale)
         return image
+
+    def notice_rect(self, image: np.ndarray, notice: str, avoid=()) -> Rect:
+        """Where the notice goes: bottom-left, else another bottom spot or the top middle, so it covers no face."""
+        _, _, w, h = _text_rect(notice, (6, 0), self._scale(image))
+        spots = [(6, image.shape[0] - 6 - h, w, h), (image.shape[1] - w - 6, image.shape[0] - 6 - h, w, h),
+                 ((image.shape[1] - w) // 2, image.shape[0] - 6 - h, w, h), ((image.shape[1] - w) // 2, h + 12, w, h)]
+        return free_spot(spots, list(avoid))
 
     def paused(self, image: np.ndarray) -> np.ndarray:
         """The frame dimmed, with PAUSED and the key that resumes, in the middle."""
@@ -166,6 +176,7 @@ class Overlay:
         self.boxes = BoxLabelAnnotator()
         self.bars = ClassBarsAnnotator() if bars else None
         self.hud = HudAnnotator()
+        self.timeline_annotator = TimelineAnnotator()
 
     def draw(self, result: FrameResult, fps: float = 0.0, notice: str = "") -> np.ndarray:
         image = result.image.copy()
@@ -174,6 +185,16 @@ class Overlay:
         if self.bars:
             self.bars.annotate(image, result)
         return self.hud.annotate(image, fps, latency, len(result.faces), notice, avoid=result.faces.boxes.tolist())
+
+    def timeline(self, image: np.ndarray, result: FrameResult, history: "ProbabilityHistory", notice: str = "") -> np.ndarray:
+        """The live timeline on a drawn frame, keeping off the faces, the notice, the bars and the FPS strip."""
+        faces = result.faces.boxes.tolist()
+        avoid = faces + [self.hud.rect(image)]
+        if notice:
+            avoid.append(self.hud.notice_rect(image, notice, faces))
+        if self.bars and len(result.faces):
+            avoid.append(self.bars.rect(image, len(result.labels)))
+        return self.timeline_annotator.annotate(image, history, avoid=avoid)
 
 
 class ProbabilityHistory:
@@ -209,19 +230,26 @@ class TimelineAnnotator:
     """The last seconds of the largest face's probabilities, one line per class, with a legend
     of class colours; in the bottom corner (or top) where it covers no face."""
 
-    def __init__(self, width: int = 260, height: int = 90, legend_width: int = 70):
+    def __init__(self, width: int = 260, height: int = 98, legend_width: int = 70):
         self.width, self.height, self.legend_width = width, height, legend_width
+
+    def _place(self, image: np.ndarray, avoid: list) -> Rect:
+        """The panel's rectangle: a bottom corner, else higher up, else narrower (down to half
+        width) where that frees it; failing all, the spot that covers least of ``avoid``."""
+        height = min(self.height, image.shape[0] // 3)
+        spots = []
+        for share in (1.0, 0.8, 0.6, 0.5):
+            full = int(min(self.width, image.shape[1] // 2) * share) + self.legend_width
+            spots += [(x, y, full, height + 14) for y in range(image.shape[0] - height - 20, 0, -20)
+                      for x in (image.shape[1] - full - 6, 6)]
+        return free_spot(spots, avoid)
 
     def annotate(self, image: np.ndarray, history: ProbabilityHistory, avoid=()) -> np.ndarray:
         """``avoid``: ``x, y, w, h`` boxes (the faces) the panel must not cover where it can help it."""
         if not history.samples or not history.labels:
             return image
-        width, height = min(self.width, image.shape[1] // 2), min(self.height, image.shape[0] // 3)
-        full = width + self.legend_width
-        spots = [(image.shape[1] - full - 6, image.shape[0] - height - 20, full, height + 14),
-                 (6, image.shape[0] - height - 20, full, height + 14),
-                 (image.shape[1] - full - 6, 40, full, height + 14), (6, 40, full, height + 14)]
-        sx, sy, _, _ = free_spot(spots, list(avoid))
+        sx, sy, full, height = self._place(image, list(avoid))
+        width, height = full - self.legend_width, height - 14
         x0, y0 = sx + self.legend_width, sy + 14
         panel = image[sy : y0 + height, sx : x0 + width]
         panel[:] = (panel * 0.35).astype(np.uint8)  # darken behind the lines so they read on any scene

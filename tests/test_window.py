@@ -12,7 +12,7 @@ import numpy as np
 from conftest import REPO_ROOT
 from detector.overlay import EMOTION_COLORS
 from scenes import SAMPLE_CLIP
-from tools.xwindow import grab, wait_for_window, xdotool
+from tools.xwindow import grab, wait_for_window, window_geometry, xdotool
 
 WINDOW = "Emotion detector"
 
@@ -38,6 +38,17 @@ def test_window_shows_overlay_and_obeys_keys(tmp_path, xvfb_display, shipped_mod
         while not list(tmp_path.glob("snapshot_*.png")) and time.time() < deadline:
             time.sleep(0.2)
         assert list(tmp_path.glob("snapshot_*.png")), "s did not save a snapshot"
+
+        xdotool(xvfb_display, "key", "--window", window, "space")  # pause: the window says so
+        time.sleep(1.5)
+        x, y, w, h = window_geometry(xvfb_display, window)
+        paused = grab(xvfb_display)[y : y + h, x : x + w]
+        banner = np.all(paused[h // 2 - 25 : h // 2 + 25] == 255, axis=2).sum()
+        assert banner > 2000, "no PAUSED banner while paused"
+        held = log.read_text().count("\n")
+        time.sleep(1.0)
+        assert log.read_text().count("\n") == held, "space did not pause"
+        xdotool(xvfb_display, "key", "--window", window, "space")  # resume
         xdotool(xvfb_display, "key", "--window", window, "q")
         assert app.wait(timeout=30) == 0
     finally:
