@@ -28,6 +28,7 @@ from detector.progress import progress
 from detector.report import ReportSink
 from detector.sources import Source, open_source
 from detector.summary import RunTally
+from detector.tilt import TiltRecovery
 from detector.tracking import FaceTracker, ProbabilitySmoother
 from detector.whole_image import WholeImageFallback
 
@@ -76,7 +77,10 @@ def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = Non
     for many videos)."""
     classifier = classifier or EmotionClassifier(config.model)
     whole = WholeImageFallback(config.model.whole_image)
-    stages = [] if whole.mode == "always" else [("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector)))]
+    stages = []
+    if whole.mode != "always":
+        detector = HaarFaceDetector(config.cascade, config.detector)
+        stages += [("detect", DetectFaces(detector)), ("tilt", TiltRecovery(detector))]
     stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier)), ("track", FaceTracker())]
     if config.smoothing > 0:
         stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
