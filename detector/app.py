@@ -56,7 +56,7 @@ class RunStats:
         emotions it saw per face id."""
         unit = "images" if self.still else "frames"
         lines = [f"wrote {path}" for path in self.written]
-        lines += ["faces seen:"] + [f"  {line}" for line in self.tally.describe_faces()] if self.tally.ids else []
+        lines += ["faces seen:"] + [f"  {line}" for line in self.tally.describe_faces(still=self.still)] if self.tally.ids else []
         lines.append(f"{self.frames} {unit}, {self.faces} faces"
                      + (f", {self.unreadable} unreadable {unit} skipped" if self.unreadable else "")
                      + (f", {self.tally.without_face} {unit} without a face" if self.tally.without_face else "")

@@ -58,7 +58,6 @@ class ReportSink:
         self.tally = RunTally()
         self.source, self.last_time = "", 0.0
         self.tracks: dict[int, tuple[list[float], list[np.ndarray]]] = {}  # id -> (times, probs)
-        self.files: dict[int, str] = {}  # id -> the image it was seen in (stills)
         self._closed = False
         self.plotted: list[int] = []  # ids with a panel (or bar) in timeline.png, once closed
 
@@ -85,7 +84,6 @@ class ReportSink:
                 times, rows = self.tracks.setdefault(track_id, ([], []))
                 times.append(result.time)
                 rows.append(probs.astype(np.float32))
-                self.files[track_id] = result.source
             self._csv.writerow(row)
         if self.video:
             self.video.write(result, annotated)
@@ -97,9 +95,8 @@ class ReportSink:
         common = {"labels": list(self.labels or ()), "faces": self.tally.per_id(),
                   "whole_image": self.tally.whole_image}
         if self.still:
-            files = {str(i): name for i, name in self.files.items()}
             return {"source": self.name, "images": self.frames, "images_without_face": self.tally.without_face,
-                    **common, "face_files": files}
+                    **common, "face_files": self.tally.files()}
         return {"source": self.name or self.source, "frames": self.frames, "frames_without_face": self.tally.without_face,
                 "duration_s": round(self.last_time, 4), "fps": self.fps, **common}
 
@@ -114,7 +111,7 @@ class ReportSink:
         (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         path = self.directory / "timeline.png"
         if self.still:
-            self.plotted = plot_stills(path, self.tracks, self.files, summary)
+            self.plotted = plot_stills(path, self.tracks, {int(i): name for i, name in summary["face_files"].items()}, summary)
         else:
             self.plotted = plot_timeline(path, self.tracks, summary, self.fps, self.min_seconds, self.max_panels)
 

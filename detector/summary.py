@@ -15,6 +15,7 @@ UNTRACKED = -1  # faces without a track id (no tracker in the pipeline) are grou
 @dataclass
 class IdTally:
     frames: int = 0
+    source: str = ""  # where it was first seen (the image's file name, for folders)
     first_time: float = 0.0
     last_time: float = 0.0
     counts: np.ndarray = None  # type: ignore[assignment]  # frames per class where it was the top one
@@ -44,7 +45,7 @@ class RunTally:
             track_id = int(result.faces.ids[i]) if result.faces.ids[i] >= 0 else UNTRACKED
             tally = self.ids.get(track_id)
             if tally is None:
-                tally = self.ids[track_id] = IdTally(first_time=result.time, counts=np.zeros(len(probs), np.int64),
+                tally = self.ids[track_id] = IdTally(source=result.source, first_time=result.time, counts=np.zeros(len(probs), np.int64),
                                                      probs_sum=np.zeros(len(probs), np.float64))
             tally.frames += 1
             tally.last_time = result.time
@@ -67,9 +68,22 @@ class RunTally:
             }
         return faces
 
-    def describe_faces(self, limit: int = 8) -> list[str]:
-        """One line per face id, most-seen first: ``#1: 412 frames, mostly sad (61%), then happy (30%)``."""
+    def files(self) -> dict[str, str]:
+        """Face id -> the source (file) it was first seen in."""
+        return {str(track_id): tally.source for track_id, tally in sorted(self.ids.items())}
+
+    def describe_faces(self, limit: int = 8, still: bool = False) -> list[str]:
+        """One line per face id, most-seen first: ``#1: 412 frames, mostly sad (61%), then happy (30%)``;
+        for still images, in file order: ``photo.jpg #3: happy 88%``."""
         lines = []
+        if still:
+            faces = self.per_id()
+            for track_id, info in list(faces.items())[:limit]:
+                top = info["dominant"]
+                lines.append(f"{self.ids[int(track_id)].source} #{track_id}: {top} {info['mean_probs'][top]:.0%}")
+            if len(faces) > limit:
+                lines.append(f"... and {len(faces) - limit} more faces")
+            return lines
         ranked = sorted(self.per_id().items(), key=lambda item: -item[1]["frames"])
         for track_id, info in ranked[:limit]:
             top = sorted(info["share"].items(), key=lambda kv: -kv[1])
