@@ -13,12 +13,11 @@ import json
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from detector.errors import UserError
 from detector.outputs import VideoSink, check_writable
-from detector.overlay import FONT, color_for
+from detector.overlay import color_for
 from detector.results import FrameResult
 from detector.summary import UNTRACKED, RunTally
 

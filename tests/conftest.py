@@ -14,16 +14,20 @@ sys.path.insert(0, str(REPO_ROOT))  # tests import tools/ and detector/ from the
 DEFAULT_FER2013_DIR = REPO_ROOT.parent / "shared" / "fer2013"
 
 
+def require_shared(path: Path, reason: str) -> Path:
+    """``path`` when it exists; else the test skips with ``reason``, except on CI (``CI=true``) where it fails."""
+    if path.exists():
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def fer2013_dir() -> Path:
     """The FER2013 data set; skipped when absent, except on CI (``CI=true``) where it must exist."""
     path = Path(os.environ.get("FER2013_DIR") or DEFAULT_FER2013_DIR)
-    if path.exists():
-        return path
-    reason = f"FER2013 not found at {path} (set FER2013_DIR to a folder tree, fer2013.csv or packed .npz)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    return require_shared(path, f"FER2013 not found at {path} (set FER2013_DIR to a folder tree, fer2013.csv or packed .npz)")
 
 
 SHIPPED_MODEL = REPO_ROOT / "saved_model_trt"

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, run_main
+from conftest import REPO_ROOT, require_shared, run_main
 from detector.imageio import ImageDecodeError, decode_image_bytes, read_image_file
 from scenes import iou
 
@@ -30,12 +30,7 @@ CASES_DIR = REPO_ROOT.parent / "shared" / "cases"
 @pytest.fixture(scope="session")
 def cases() -> Path:
     """The shared cases; skipped when absent, except on CI (``CI=true``) where they must exist."""
-    if CASES_DIR.is_dir():
-        return CASES_DIR
-    reason = f"the shared cases are not at {CASES_DIR}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    return require_shared(CASES_DIR, f"the shared cases are not at {CASES_DIR}")
 
 
 def _lines(path: Path) -> list[dict]:

@@ -83,3 +83,31 @@ def test_model_expecting_0_to_1_input_is_fed_0_to_1(tmp_path):
     (folder / "model.json").write_text(json.dumps({"input_scale": 1.0}))
     from_file = EmotionClassifier(ModelConfig(str(folder), labels=("bright", "dark")))
     np.testing.assert_allclose(from_file.predict_crops(white), as_unit.predict_crops(white))
+
+
+@pytest.mark.parametrize("declared,expected", [
+    ("logits", np.exp([0.2, 0.3, 0.5]) / np.exp([0.2, 0.3, 0.5]).sum()),
+    ("probabilities", [0.2, 0.3, 0.5]),
+    (None, [0.2, 0.3, 0.5]),  # undeclared: told apart by row sums, with a warning asking for the field
+])
+def test_model_json_declares_probabilities_or_logits(tmp_path, declared, expected, caplog):
+    """Logits that happen to be non-negative and sum to 1 are still logits when model.json says so."""
+    folder = tmp_path / "declared"
+    inputs = keras.Input((48, 48, 1))
+    outputs = layers.Dense(3)(layers.GlobalAveragePooling2D()(inputs))  # no softmax: raw scores
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([np.zeros((1, 3)), np.array([0.2, 0.3, 0.5])])
+    model.export(str(folder), format="tf_saved_model", verbose=False)
+    if declared:
+        (folder / "model.json").write_text(json.dumps({"outputs": declared}))
+    classifier = EmotionClassifier(ModelConfig(str(folder), labels=("a", "b", "c")))
+    np.testing.assert_allclose(classifier.predict_crops([np.full((48, 48), 90, np.uint8)])[0], expected, rtol=1e-5)
+    assert ("probabilities or logits" in caplog.text) == (declared is None)
+
+
+def test_export_declares_what_the_model_outputs(tmp_path, fer2013_dir):
+    keras_path = tmp_path / "logits.keras"
+    inputs = keras.Input((48, 48, 1))
+    keras.Model(inputs, layers.Dense(7)(layers.GlobalAveragePooling2D()(layers.Rescaling(1 / 255)(inputs)))).save(keras_path)
+    folder = export_model(keras_path, tmp_path / "out", ("a", "b", "c", "d", "e", "f", "g"), data=None, int8=False)
+    assert json.loads((folder / "model.json").read_text())["outputs"] == "logits"

@@ -75,7 +75,7 @@ def test_export_writes_the_contract_files(fer_vgg_export):
     assert (fer_vgg_export / "saved_model.pb").is_file()
     assert read_labels(fer_vgg_export / "labels.txt") == list(FER2013_LABELS)
     info = json.loads((fer_vgg_export / "model.json").read_text())
-    assert info == {"input_scale": 255.0, "arch": "fer_vgg", "input_shape": [48, 48, 1], "tta": None}
+    assert info == {"input_scale": 255.0, "arch": "fer_vgg", "input_shape": [48, 48, 1], "tta": None, "outputs": "probabilities"}
     metrics = json.loads((fer_vgg_export / "metrics.json").read_text())
     assert 0 <= metrics["onnx_max_abs_diff"] < MAX_ABS_DIFF
     assert metrics["onnx_argmax_agreement"] >= 0.999

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from detector.app import build_pipeline  # noqa: E402
 from detector.config import AppConfig  # noqa: E402
+from detector.bench import sample_frames  # noqa: E402
 from detector.paths import SAMPLE_CLIP  # noqa: E402
 from detector.results import FrameResult  # noqa: E402
 
@@ -44,14 +45,8 @@ on frames where a known face was lost, so upright video costs nothing measurable
 
 
 def clip_frames(step: int = 2) -> list[np.ndarray]:
-    capture, frames = cv2.VideoCapture(str(REPO / SAMPLE_CLIP)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames[::step]
+    """Every ``step``-th frame of the sample clip."""
+    return sample_frames()[0][::step]
 
 
 def tilted(frame: np.ndarray, degrees: float) -> np.ndarray:
