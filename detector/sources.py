@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from detector.errors import SourceError, quiet_native_stderr
-from detector.imageio import ImageDecodeError, read_image_file
+from detector.imageio import ImageDecodeError, decode_image_bytes, read_image_file
 from detector.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,40 @@ class ImageSource(Source):
             yield FrameResult(index=index, time=0.0, source=path.name, image=image)
 
 
+class DecodedImageSource(Source):
+    """One image already decoded (an image URL, fetched and read with :mod:`detector.imageio`)."""
+
+    still = True
+
+    def __init__(self, image: np.ndarray, name: str):
+        super().__init__()
+        self.image, self.name, self.frame_count = image, name, 1
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        yield FrameResult(index=0, time=0.0, source=self.name, image=self.image)
+
+
+def open_url(url: str, reconnect_s: float = 30.0, timeout_s: float = 30.0) -> Source:
+    """A URL by its content: probed with the video decoder; a one-frame HTTP(S) resource is a
+    still image, fetched and decoded as one (EXIF orientation, bit depth); any other file
+    plays once; a stream without a frame count is live."""
+    source = VideoSource(url, url, live=None, reconnect_s=reconnect_s)
+    if source.live or source.frame_count != 1 or not url.lower().startswith(("http://", "https://")):
+        return source
+    source.close()
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            data = response.read()
+    except OSError as error:
+        raise SourceError(f"cannot fetch {url}: {getattr(error, 'reason', error)}") from None
+    try:
+        return DecodedImageSource(decode_image_bytes(data), url.rsplit("/", 1)[-1].split("?")[0] or url)
+    except ImageDecodeError as error:
+        raise SourceError(f"cannot read image {url}: {error}") from None
+
+
 def folder_files(folder: Path) -> list[Path]:
     """Every visible file of a folder, sorted by name: the decoder, not the suffix, decides."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -294,7 +328,7 @@ def open_source(spec: str, reconnect_s: float = 30.0) -> Source:
     if spec.isdigit():
         return VideoSource(int(spec), f"camera {spec}", live=True, reconnect_s=reconnect_s)
     if "://" in spec:
-        return VideoSource(spec, spec, live=None, reconnect_s=reconnect_s)
+        return open_url(spec, reconnect_s)
     path = Path(spec)
     if path.is_dir():
         return ImageSource(folder_files(path), str(path))

@@ -161,12 +161,17 @@ def test_a_video_file_given_by_url_plays_once_with_its_own_times(cases, tmp_path
     assert "reconnect" not in done.stderr
 
 
-def test_an_image_given_by_url_is_one_frame(cases, tmp_path):
-    log = tmp_path / "img.jsonl"
+@pytest.mark.parametrize("name", ["surprise_PrivateTest_10072988_o8.jpg", "happy_PrivateTest_10513598_o3.jpg"])
+def test_an_image_given_by_url_is_one_upright_frame(cases, tmp_path, name):
+    """Fetched and decoded as a still: once, upright (its EXIF tag applied), the same face as the file gives."""
+    log, local = tmp_path / "img.jsonl", tmp_path / "local.jsonl"
     with _http_server(cases / "exif-orientation") as base:
-        done = run_main("--source", f"{base}/happy_PrivateTest_10077120_o1.jpg", "--no-display", "--log", str(log), timeout=120)
+        done = run_main("--source", f"{base}/{name}", "--no-display", "--log", str(log), timeout=120)
     assert done.returncode == 0, done.stderr
-    assert len(_lines(log)) == 1
+    assert run_main("--source", str(cases / "exif-orientation" / name), "--no-display", "--log", str(local)).returncode == 0
+    (line,) = _lines(log)
+    assert line["source"] == name and line["faces"] == _lines(local)[0]["faces"]
+    assert line["faces"][0]["label"] == name.split("_")[0]
 
 
 def test_a_folder_run_reads_images_whatever_their_suffix_and_names_the_rest(cases, tmp_path):
