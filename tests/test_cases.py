@@ -311,3 +311,18 @@ def test_a_headless_run_says_what_it_wrote_and_the_emotions_per_face(cases, tmp_
     labels = [face["label"] for line in _lines(log) for face in line["faces"]]
     dominant = max(set(labels), key=labels.count)
     assert f"mostly {dominant}" in per_face[0]
+
+
+def test_a_png_sbit_chunk_gives_the_bit_depth(cases):
+    """A 12-bit PNG that says so (sBIT) whose picture is dark (all values under 1024) is scaled as
+    12-bit data, not guessed to be 10-bit from its values."""
+    import struct
+    import zlib
+
+    eight = read_image_file(cases / "exif-orientation" / "happy_PrivateTest_10077120_o1.jpg") // 4  # a dark picture
+    data = cv2.imencode(".png", (eight.astype(np.int64) * 4095 // 255).astype(np.uint16))[1].tobytes()
+    chunk = b"sBIT" + bytes([12, 12, 12])
+    sbit = struct.pack(">I", 3) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    header_end = 8 + 8 + 13 + 4  # signature, IHDR length/type, IHDR data, CRC
+    decoded = decode_image_bytes(data[:header_end] + sbit + data[header_end:])
+    assert np.abs(decoded.astype(int) - eight).max() <= 1
