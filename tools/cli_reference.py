@@ -16,7 +16,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-COMMANDS = ("", "train", "evaluate", "bench")  # "" is the app itself
+from detector.cli import COMMANDS as _COMMANDS  # noqa: E402  (one owner of the command names)
+
+COMMANDS = ("", *_COMMANDS)  # "" is the app itself
 OPTION = re.compile(r"^  (-[^ ].*?)(?:  +\S.*)?$")  # "  --flag METAVAR    help" (help may wrap to later lines)
 WIDTH = 100
 
