@@ -98,7 +98,7 @@ def make_engine(args: argparse.Namespace, config: AppConfig):
 def run_batch(inputs: list[str], store: ResultStore, engine) -> Tally:
     """Analyse the inputs not yet complete; combined files are rebuilt at the end, also when
     interrupted, so they always match the per-input results."""
-    from detector.report import progress
+    from detector.progress import progress
 
     names = result_names(inputs)
     todo = [item for item in inputs if not store.is_complete(item, names[item])]
