@@ -186,6 +186,8 @@ def plot_timeline(path: Path, tracks: dict, summary: dict, fps: float, min_secon
         axes[0].set(xlim=(0, end), yticks=[])
     axes[-1].set_xlabel("time (s)")
     title = f"{summary['source']}: emotion probabilities over time"
+    if summary.get("frames_without_face"):
+        title += f" ({summary['frames_without_face']} of {summary['frames']} frames without a face)"
     if hidden:
         title += f"\n({hidden} more face id{'s' if hidden > 1 else ''} not shown: seen < {min_seconds:g} s, or beyond the {max_panels} most seen)"
     figure.suptitle(title, fontsize=12)

@@ -164,7 +164,8 @@ def test_a_run_without_faces_still_writes_a_readable_report(tmp_path):
     empty = FrameResult(index=0, time=0.0, source="clip", image=np.zeros((64, 64, 3), np.uint8), labels=("happy", "sad"))
     with ReportSink(tmp_path / "r", fps=10) as sink:
         sink.write(empty)
-    assert json.loads((tmp_path / "r" / "summary.json").read_text())["faces"] == {}
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["faces"] == {} and summary["frames_without_face"] == 1
     assert cv2.imread(str(tmp_path / "r" / "timeline.png")) is not None
 
 
