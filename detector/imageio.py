@@ -58,7 +58,7 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
             raise ImageDecodeError("damaged image data") from None
         image = _decode_reduced(buffer)
     if image is None or image.size == 0:
-        raise ImageDecodeError("not an image this decoder reads, or damaged")
+        raise ImageDecodeError("not an image this decoder reads, or damaged or truncated")
     return to_bgr8(image, significant_bits=_png_significant_bits(data))
 
 

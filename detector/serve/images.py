@@ -13,9 +13,9 @@ import base64
 import binascii
 import io
 
-import cv2
 import numpy as np
 
+from detector.imageio import ImageDecodeError, decode_image_bytes
 from detector.serve.config import ServeConfig
 
 
@@ -25,23 +25,6 @@ class BadImage(ValueError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-# TODO(lead): use detector's decode_image_bytes after merging cases
-def _decode_image_bytes(data: bytes) -> np.ndarray:
-    """Encoded image bytes -> ``(H, W, 3)`` uint8 BGR, EXIF orientation applied
-    (``IMREAD_COLOR`` rotates by the EXIF tag, so boxes are in the upright picture's pixels).
-
-    Raises:
-        ValueError: not an image OpenCV can decode, or truncated.
-    """
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # some decoders raise on damaged data (or on headers past OpenCV's own pixel cap)
-        image = None
-    if image is None or image.size == 0:
-        raise ValueError("not an image this server can read (JPEG, PNG, BMP, TIFF, WebP ...), or truncated")
-    return image
 
 
 def check_declared_size(data: bytes, max_pixels: int) -> None:
@@ -76,8 +59,8 @@ def decode_upload(data: bytes, config: ServeConfig) -> np.ndarray:
         raise BadImage(413, f"image is {len(data)} bytes; the limit is {config.max_bytes}")
     check_declared_size(data, config.max_pixels)
     try:
-        image = _decode_image_bytes(data)
-    except ValueError as error:
+        image = decode_image_bytes(data)  # as the app reads a file: orientation, bit depth, decoder limits
+    except ImageDecodeError as error:
         raise BadImage(400, str(error)) from None
     height, width = image.shape[:2]
     if height * width > config.max_pixels:
