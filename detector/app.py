@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 
 from detector.classifier import EmotionClassifier
-from detector.config import AppConfig
+from detector.config import AppConfig, TrackingConfig
 from detector.errors import SourceError, UserError
 from detector.faces import HaarFaceDetector
 from detector.outputs import JsonlSink, VideoSink, check_writable
@@ -26,7 +26,7 @@ from detector.paths import SAMPLE_CLIP, resource
 from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
 from detector.report import ProbabilityHistory, ReportSink, TimelineAnnotator, progress
 from detector.sources import Source, open_source
-from detector.tracking import FaceTracker, ProbabilitySmoother
+from detector.tracking import ProbabilitySmoother
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,12 @@ def display_available() -> bool:
 
 
 def build_pipeline(config: AppConfig) -> Pipeline:
-    """detect -> classify -> track -> smooth: each stage reads what the earlier ones added."""
+    """detect (with face ids) -> classify -> smooth: each stage reads what the earlier ones added."""
     detector = HaarFaceDetector(config.cascade, config.detector)
     classifier = EmotionClassifier(config.model)
-    stages = [("detect", DetectFaces(detector)), ("classify", ClassifyFaces(classifier)), ("track", FaceTracker())]
+    stages = [("detect", DetectFaces(detector, TrackingConfig())), ("classify", ClassifyFaces(classifier))]
     if config.smoothing > 0:
-        stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
+        stages.append(("smooth", ProbabilitySmoother(config.smoothing, TrackingConfig())))
     return Pipeline(stages)
 
 
@@ -115,6 +115,7 @@ def run(config: AppConfig) -> RunStats:
     stats = RunStats()
     with _Signals() as signals:
         with ExitStack() as stack:
+            stack.enter_context(pipeline)  # closes the face-search thread on every exit path
             source, notice = open_configured_source(config)
             stack.enter_context(source)
             log, output = _results_paths(config) if config.results_dir else (config.log, config.output)

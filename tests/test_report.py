@@ -10,15 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.classifier import EmotionClassifier, ModelConfig
+from detector.classifier import ModelConfig
 from detector.errors import UserError
 from detector.faces import HaarFaceDetector
 from detector.overlay import Overlay
-from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
+from detector.app import build_pipeline
+from detector.config import AppConfig
+from detector.pipeline import DetectFaces, Pipeline
 from detector.report import ProbabilityHistory, ReportSink, TimelineAnnotator, progress
 from detector.results import Faces, FrameResult
 from detector.sources import open_source
-from detector.tracking import FaceTracker, ProbabilitySmoother
 from scenes import CASCADE, detectable_faces, iou, scene_with, write_video
 
 FPS = 15.0
@@ -32,7 +33,7 @@ PATHS = [lambda k: (20 + 2 * k, 40), lambda k: (460 - 2 * k, 50), lambda k: (150
 def _followable(candidates, tmp_path):
     """For each path, a face of a new class that Haar finds in >= 90% of the frames of that path once
     written to mp4: Haar misses some FER2013 crops at some places, and these tests are about what comes after."""
-    detect, chosen = DetectFaces(HaarFaceDetector(CASCADE)), []
+    detect, chosen = Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]), []  # resets per clip
     for slot, path in enumerate(PATHS):
         for face in candidates:
             if face.label in {f.label for f in chosen}:
@@ -63,11 +64,9 @@ def multi_face_video(fer2013_dir, tmp_path_factory):
 def report(multi_face_video, shipped_model, tmp_path_factory):
     """The stages in the app's order, written by a ReportSink; returns (folder, sink, results)."""
     video, _ = multi_face_video
-    classifier = EmotionClassifier(ModelConfig(str(shipped_model)))
-    pipeline = Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE))), ("classify", ClassifyFaces(classifier)),
-                         ("track", FaceTracker()), ("smooth", ProbabilitySmoother(0.25))])
+    pipeline = build_pipeline(AppConfig(model=ModelConfig(str(shipped_model))))  # the app's own stages
     folder, overlay, results = tmp_path_factory.mktemp("report") / "out", Overlay(), []
-    with open_source(str(video)) as source, ReportSink(folder, fps=source.fps) as sink:
+    with pipeline, open_source(str(video)) as source, ReportSink(folder, fps=source.fps) as sink:
         for frame in source:
             result = pipeline(frame)
             sink.write(result, overlay.draw(result))
