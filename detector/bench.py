@@ -6,7 +6,7 @@ the pipeline (``resolve_model``: ``model.int8.onnx`` in ONNX Runtime for the shi
 model), so the speed-up measures the algorithm, not the backend. Clips are 640x480 and
 made from the bundled sample clip (real faces): one face, and a 2x2 mosaic with four.
 This is a script that reports, not a timed test: it writes the JSON and, beside it, the
-markdown tables (``bench.md``) that docs/PERFORMANCE.md includes.
+markdown tables (``bench.table.md``) that docs/PERFORMANCE.md includes.
 """
 
 from __future__ import annotations
@@ -302,6 +302,13 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def table_path(json_path: Path) -> Path:
+    """Where a measuring command writes its markdown tables: beside its JSON, as
+    ``NAME.table.md`` (never ``NAME.md``, which a case-insensitive disk would confuse with
+    the docs' own ``NAME.md`` pages)."""
+    return Path(json_path).with_suffix(".table.md")
+
+
 def _load_average() -> float | None:
     """The 1-minute load average when the run starts (Unix): how busy the machine was."""
     try:
@@ -319,7 +326,7 @@ def _json_path(argument: str | None) -> Path:
     else:
         path = Path(argument)
     check_writable(path)
-    check_writable(path.with_suffix(".md"))
+    check_writable(table_path(path))
     return path
 
 
@@ -346,9 +353,9 @@ def bench_main(argv: list[str]) -> int:
     report["targets"] = targets(report)
     table = markdown(report)
     json_path.write_text(json.dumps(report, indent=2))
-    json_path.with_suffix(".md").write_text(table, encoding="utf-8")
+    table_path(json_path).write_text(table, encoding="utf-8")
     print(table)
-    print(f"written: {json_path} and {json_path.with_suffix('.md')}")
+    print(f"written: {json_path} and {table_path(json_path)}")
     return 0
 
 

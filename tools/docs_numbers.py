@@ -57,6 +57,12 @@ def _soak_block() -> str:
     return markdown(report("soak"))
 
 
+def _soak_minutes() -> float:
+    from tools.soak import minutes
+
+    return minutes(report("soak"))
+
+
 def _quantization_block() -> str:
     from tools.quantize import markdown
 
@@ -77,6 +83,11 @@ def _variant(name: str) -> dict:
     return next(v for v in report("quantization")["variants"] if v["variant"] == name)
 
 
+def _export() -> dict:
+    """The shipped model's own metrics.json, written by its export (val accuracies, the int8 decision)."""
+    return json.loads((REPO / "saved_model_trt" / "metrics.json").read_text(encoding="utf-8"))
+
+
 def _flicker_row(video: str) -> dict:
     data = report("flicker")
     return next(r for r in data["flicker"] if r["video"] == video and r["tau"] == data["default_tau"])
@@ -89,6 +100,7 @@ def _lag_median(column: str) -> str:
 
 VALUES: dict[str, Callable[[], str]] = {
     "bench.cpus": lambda: str(report("bench")["machine"]["cpus"]),
+    "bench.load": lambda: f"{report('bench')['machine']['load_average_at_start']:.1f}",
     "bench.1face.p50": _clip("1 face"), "bench.1face.p95": _clip("1 face", stat="p95"),
     "bench.4faces.p50": _clip("4 faces"), "bench.4faces.p95": _clip("4 faces", stat="p95"),
     "bench.1face.classify": _clip("1 face", "classify"),
@@ -97,25 +109,27 @@ VALUES: dict[str, Callable[[], str]] = {
     "bench.cold_start": lambda: f"{report('bench')['startup']['cold_start_s']:.1f}",
     "bench.rss": lambda: f"{report('bench')['startup']['peak_rss_mb']:.0f}",
     "int8.accuracy": lambda: f"{100 * _variant('int8 static')['accuracy']:.1f}%",
-    "int8.macro_f1": lambda: f"{_variant('int8 static')['macro_f1']:.2f}",
+    "int8.macro_f1": lambda: f"{_variant('int8 static')['macro_f1']:.3f}",
     "int8.drop": lambda: f"{_variant('int8 static')['accuracy_drop_points']:.2f}",
     "int8.ms_per_face": lambda: f"{_variant('int8 static')['ms_per_face_batch1']:.1f}",
     "float32.accuracy": lambda: f"{100 * _variant('float32')['accuracy']:.1f}%",
     "float32.ms_per_face": lambda: f"{_variant('float32')['ms_per_face_batch1']:.1f}",
     "int8.speedup": lambda: f"{_variant('float32')['ms_per_face_batch1'] / _variant('int8 static')['ms_per_face_batch1']:.1f}",
+    "export.int8_val": lambda: f"{100 * _export()['int8_val_accuracy']:.2f}%",
+    "export.float32_val": lambda: f"{100 * _export()['float32_val_accuracy']:.2f}%",
     "flicker.tau": lambda: f"{report('flicker')['default_tau']:g}",
     "flicker.sample.fewer": lambda: f"{_flicker_row('sample clip (24 fps)')['fewer_x']:.1f}",
     "flicker.sample.rate": lambda: f"{_flicker_row('sample clip (24 fps)')['changes_per_s']:.2f}",
     "flicker.moving.fewer": lambda: f"{_flicker_row('4 faces drifting (15 fps)')['fewer_x']:.1f}",
     "flicker.lag.sample": lambda: _lag_median("sample_clip"),
     "flicker.lag.steps30": lambda: _lag_median("steps_30fps"),
-    "soak.minutes": lambda: f"{report('soak')['verdict']['minutes']:g}",
+    "soak.minutes": lambda: f"{_soak_minutes():g}",
     "soak.growth": lambda: f"{report('soak')['verdict']['rss_growth_percent']:+.2f}%",
 }
 
 
 def documents() -> list[Path]:
-    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if not p.name.endswith(".table.md"))]
 
 
 def render(text: str, where: str = "") -> str:

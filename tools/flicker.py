@@ -2,7 +2,7 @@
 
     nice -n 15 python tools/flicker.py --out docs/flicker.json
 
-Writes the JSON, and the markdown tables beside it (``flicker.md``; docs/FLICKER.md
+Writes the JSON, and the markdown tables beside it (``flicker.table.md``; docs/FLICKER.md
 includes them through ``python tools/docs_numbers.py``).
 
 **Identity**: videos of real FER2013 faces (several pairs) that cross (one walks in front
@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from detector.app import build_pipeline  # noqa: E402
+from detector.bench import table_path  # noqa: E402
 from detector.classifier import ModelConfig  # noqa: E402
 from detector.config import AppConfig, TrackingConfig  # noqa: E402
 from detector.faces import HaarFaceDetector, iou_matrix  # noqa: E402
@@ -351,7 +352,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(REPO / "saved_model_trt"), help="model folder/file (default: the shipped model)")
     p.add_argument("--fer2013", default=os.environ.get("FER2013_DIR") or str(REPO.parent / "shared" / "fer2013"))
     p.add_argument("--tau", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.4, 0.5], help="smoothing time constants (s)")
-    p.add_argument("--out", default="flicker.json", help="where to write the numbers as JSON (the tables go beside it, .md)")
+    p.add_argument("--out", default="flicker.json", help="where to write the numbers as JSON (the tables go beside it, .table.md)")
     args = p.parse_args(argv)
     from detector.classifier import resolve_model
 
@@ -366,9 +367,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)
-    out.with_suffix(".md").write_text(table, encoding="utf-8")
+    table_path(out).write_text(table, encoding="utf-8")
     print(table)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    print(f"wrote {out} and {table_path(out)}")
     return 0
 
 

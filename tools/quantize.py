@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from detector.bench import table_path  # noqa: E402
 from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, ModelConfig  # noqa: E402
 from detector.training.data import load_split  # noqa: E402
 from detector.training.evaluate import evaluate  # noqa: E402
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": command, "model": args.model, "split": args.split, "variants": rows}
     table = markdown(report)
     Path(args.json).write_text(json.dumps(report, indent=2))
-    Path(args.json).with_suffix(".md").write_text(table, encoding="utf-8")
+    table_path(Path(args.json)).write_text(table, encoding="utf-8")
     print(table)
     return 0
 

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from detector.app import build_pipeline  # noqa: E402
+from detector.bench import table_path  # noqa: E402
 from detector.classifier import ModelConfig, resolve_model  # noqa: E402
 from detector.config import AppConfig, TrackingConfig  # noqa: E402
 from detector.outputs import JsonlSink, VideoSink  # noqa: E402
@@ -185,8 +186,13 @@ def main(argv: list[str] | None = None) -> int:
             "verdict": result, "samples": samples,
         }
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        Path(args.json).with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+        table_path(Path(args.json)).write_text(markdown(report), encoding="utf-8")
     return 0 if result["passed"] else 1
+
+
+def minutes(report: dict) -> float:
+    """How long the run really lasted (older JSON files have only the samples' seconds)."""
+    return report["verdict"].get("minutes", round(report["samples"][-1]["seconds"] / 60, 2))
 
 
 def markdown(report: dict) -> str:
@@ -195,7 +201,7 @@ def markdown(report: dict) -> str:
     v, samples = report["verdict"], report["samples"]
     picked = [samples[i] for i in sorted({*np.linspace(1, len(samples) - 1, 8).astype(int)})]
     settings = report.get("settings")
-    lines = [f"Command: `{report['command']}`, {report['when']}, {v['minutes']:g} minutes, "
+    lines = [f"Command: `{report['command']}`, {report['when']}, {minutes(report):g} minutes, "
              f"{report['machine']['cpus']} CPUs; model `{report.get('model', '?')}` (`{report.get('model_file', 'not recorded')}`)"
              + (f", smoothing {settings['smoothing_s']} s, face search every {settings['detector']['full_every']} frames." if settings else "."),
              "", "| minutes | frames | passes | RSS MB | handles | threads |", "|---:|---:|---:|---:|---:|---:|"]
