@@ -176,8 +176,9 @@ class _Known:
         return len(self.ids)
 
     def predicted(self) -> np.ndarray:
-        """``(N, 4)`` float boxes: last box moved on by its velocity for the frames since then."""
-        shift = self.velocity * (self.missed[:, None] + 1)
+        """``(N, 4)`` float boxes: each last box moved on by its velocity for the frames the
+        face has been missed (a face seen in the last frame: its last box)."""
+        shift = self.velocity * self.missed[:, None]
         return self.boxes + np.concatenate([shift, np.zeros_like(shift)], axis=1)
 
 
@@ -257,7 +258,7 @@ class FaceFinder:
         """Re-find each known face near its predicted box; True when a face just slipped."""
         known, weight = self._known, self.tracking.velocity_weight
         predicted = known.predicted()
-        found = self._one_face_each([self.detector.detect_near(gray, box) for box in np.round(predicted)], predicted)
+        found = self._one_face_each([self._look(gray, known.boxes[i], predicted[i]) for i in range(len(known))], predicted)
         boxes, velocity, missed = known.boxes.copy(), known.velocity.copy(), known.missed.copy()
         for i, box in enumerate(found):
             if box is None:
@@ -271,6 +272,15 @@ class FaceFinder:
         self._forget(known.take(~keep), time)
         self._set(known.take(keep), gray.shape)
         return bool(np.any(missed == 1))
+
+    def _look(self, gray: np.ndarray, last: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
+        """Re-find one face around its last box, then, for a face missed for a while, around
+        where its velocity took it (it went on behind something)."""
+        box = self.detector.detect_near(gray, last)
+        moved = np.round(predicted).astype(np.int64)
+        if box is None and not np.array_equal(moved, last):
+            box = self.detector.detect_near(gray, moved)
+        return box
 
     def _one_face_each(self, found: list, predicted: np.ndarray) -> list:
         """Where two known faces were re-found on one face (``duplicate_iou``), the one whose
