@@ -36,7 +36,7 @@ from detector.outputs import VIDEO_SIDE, VideoSink, video_size
 from detector.overlay import Overlay
 from detector.results import FrameResult
 from detector.sources import VideoSource, open_source
-from scenes import SAMPLE_CLIP, background, detectable_faces, place, scene_with
+from tools.scenes import SAMPLE_CLIP, background, detectable_faces, place, scene_with
 from tools.xwindow import wait_for_window, xdotool
 
 SETTINGS = settings(deadline=None, max_examples=150)  # the machine may be busy: no per-example deadline
