@@ -195,7 +195,7 @@ class _Lost:
 
 class FaceFinder:
     """Faces of one stream, each with its id: known faces are re-found around where they
-    are heading, every frame; a full-frame search for new faces runs every ``full_every`` frames.
+    were, every frame; a full-frame search for new faces runs every ``full_every`` frames.
 
     Full-frame Haar is the most expensive step of the frame, and faces move little in a
     frame, so most frames only need to confirm where the known faces are now. The full
@@ -203,8 +203,8 @@ class FaceFinder:
     later: its cost leaves the frame's critical path, yet a video file gives the same
     boxes on every run, however fast the machine. The search only adds faces: a known face
     it missed (it looks at a smaller frame) stays while its own region still holds a face
-    at full strength. A known face not re-found is still looked for around its predicted
-    box for ``keep_missed`` frames (a turned head, a blink of the cascade), but not
+    at full strength. A known face not re-found is still looked for, around its last box and
+    where its velocity took it, for ``keep_missed`` frames (a turned head, a blink of the cascade), but not
     reported, and a search starts at once. The first frame of a stream, and so every still
     image, is searched in full.
 
