@@ -181,13 +181,19 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python tools/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": {"python": platform.python_version(), "system": platform.platform(), "cpus": os.cpu_count()},
-            "model": args.model, "model_file": resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name,
+            "model": _shown(Path(args.model)), "model_file": resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name,
             "settings": {"smoothing_s": config.smoothing, "detector": asdict(config.detector), "tracking": asdict(TrackingConfig())},
             "verdict": result, "samples": samples,
         }
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         table_path(Path(args.json)).write_text(markdown(report), encoding="utf-8")
     return 0 if result["passed"] else 1
+
+
+def _shown(path: Path) -> str:
+    """A path as the JSON records it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def minutes(report: dict) -> float:
@@ -202,7 +208,7 @@ def markdown(report: dict) -> str:
     picked = [samples[i] for i in sorted({*np.linspace(1, len(samples) - 1, 8).astype(int)})]
     settings = report.get("settings")
     lines = [f"Command: `{report['command']}`, {report['when']}, {minutes(report):g} minutes, "
-             f"{report['machine']['cpus']} CPUs; model `{report.get('model', '?')}` (`{report.get('model_file', 'not recorded')}`)"
+             f"{report['machine']['cpus']} CPUs; model `{Path(report.get('model', '?')).name}` (`{report.get('model_file', 'not recorded')}`)"
              + (f", smoothing {settings['smoothing_s']} s, face search every {settings['detector']['full_every']} frames." if settings else "."),
              "", "| minutes | frames | passes | RSS MB | handles | threads |", "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {s['seconds'] / 60:.2f} | {s['frames']} | {s['passes']} | {s['rss_mb']} | {s['handles']} | {s['threads']} |" for s in picked]
