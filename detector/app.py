@@ -52,10 +52,12 @@ def display_available() -> bool:
     return True
 
 
-def build_pipeline(config: AppConfig) -> Pipeline:
-    """detect (with face ids) -> classify -> smooth: each stage reads what the earlier ones added."""
+def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = None) -> Pipeline:
+    """detect (with face ids) -> classify -> smooth: each stage reads what the earlier ones added.
+    ``classifier``: one already loaded (a batch worker loads its model once for many videos).
+    The caller closes the pipeline (``with``, or ``close()``): it owns the face-search thread."""
     detector = HaarFaceDetector(config.cascade, config.detector)
-    classifier = EmotionClassifier(config.model)
+    classifier = classifier or EmotionClassifier(config.model)
     stages = [("detect", DetectFaces(detector, TrackingConfig())), ("classify", ClassifyFaces(classifier))]
     if config.smoothing > 0:
         stages.append(("smooth", ProbabilitySmoother(config.smoothing, TrackingConfig())))
@@ -101,16 +103,17 @@ class _Signals:
         self.received = signum
 
 
-def run(config: AppConfig) -> RunStats:
+def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None) -> RunStats:
     """Exit paths: the source ends, the user quits or closes the window, SIGTERM (all return),
-    or Ctrl+C (``KeyboardInterrupt``, raised once every sink is closed)."""
+    or Ctrl+C (``KeyboardInterrupt``, raised once every sink is closed). ``classifier``: see
+    :func:`build_pipeline`; ``bar``: anything with ``update(frames)``, instead of the own tqdm bar."""
     show = display_available() if config.display is None else config.display
     for path in (config.log, config.output):
         if path:
             check_writable(Path(path))
     if show:
         check_writable(Path(config.snapshot_dir) / "snapshot.png")
-    pipeline = build_pipeline(config)
+    pipeline = build_pipeline(config, classifier)
     overlay = Overlay(bars=config.bars)
     stats = RunStats()
     with _Signals() as signals:
@@ -125,8 +128,9 @@ def run(config: AppConfig) -> RunStats:
             if output:
                 sinks.append(stack.enter_context(VideoSink(Path(output), source.fps)))
             if config.report:
-                sinks.append(stack.enter_context(ReportSink(Path(config.report), fps=source.fps)))
-            bar = None if show or source.live else stack.enter_context(progress(source.frame_count))
+                sinks.append(stack.enter_context(ReportSink(Path(config.report), fps=source.fps, video=config.report_video)))
+            if bar is None and not (show or source.live):
+                bar = stack.enter_context(progress(source.frame_count))
             if show:
                 # resizable, keeps the aspect ratio, and no Qt toolbar over the picture
                 cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
@@ -161,7 +165,7 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
     realtime = show if config.realtime is None else config.realtime
     frame_period = 1.0 / source.fps if realtime and not source.live else 0.0
     fps, last = 0.0, time.perf_counter()
-    draw = show or any(isinstance(s, (VideoSink, ReportSink)) for s in sinks)
+    draw = show or any(isinstance(s, VideoSink) or (isinstance(s, ReportSink) and s.video) for s in sinks)
     started = time.perf_counter()
     annotated = None
     history, timeline, view = ProbabilityHistory(seconds=10), TimelineAnnotator(), {"timeline": False}

@@ -24,6 +24,7 @@ class AppConfig:
     max_frames: int = 0  # stop after this many frames (0 = all)
     smoothing: float = 0.25  # seconds: time constant of each face's probability average (0 = off; docs/FLICKER.md)
     report: str | None = None  # folder for frames.csv, summary.json, timeline.png, annotated.mp4
+    report_video: bool = True  # the report folder gets annotated.mp4 (batch: only with --annotate)
     reconnect_seconds: float = 30.0  # a lost camera is retried this long before the run ends
     results_dir: str | None = None  # headless with no outputs named: results.jsonl + annotated.mp4 go here
 

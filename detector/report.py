@@ -45,7 +45,7 @@ class ReportSink:
     """The sink behind ``--report DIR`` (``write(result, annotated)``, ``close()``)."""
 
     def __init__(self, directory: Path, labels: tuple[str, ...] | None = None, fps: float = 30.0,
-                 min_seconds: float = 1.0, max_panels: int = 8):
+                 min_seconds: float = 1.0, max_panels: int = 8, video: bool = True):
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise UserError(f"report path is a file, expected a folder: {directory}")
@@ -57,7 +57,7 @@ class ReportSink:
         self.directory, self.labels = directory, tuple(labels) if labels else None
         self.fps = fps if fps > 0 else 30.0  # image folders have no fps; the video still needs one
         self.min_seconds, self.max_panels = min_seconds, max_panels
-        self.video = VideoSink(directory / "annotated.mp4", self.fps)
+        self.video = VideoSink(directory / "annotated.mp4", self.fps) if video else None
         self._file = (directory / "frames.csv").open("w", encoding="utf-8", newline="", buffering=1)
         self._csv = csv.writer(self._file)
         self._header = False
@@ -85,7 +85,8 @@ class ReportSink:
                 times.append(result.time)
                 rows.append(probs.astype(np.float32))
             self._csv.writerow(row)
-        self.video.write(result, annotated)
+        if self.video:
+            self.video.write(result, annotated)
 
     def summary(self) -> dict:
         """Per id: frames seen, seconds, dominant emotion, share of frames per emotion, mean probabilities."""
@@ -111,7 +112,8 @@ class ReportSink:
             return
         self._closed = True
         self._file.close()
-        self.video.close()
+        if self.video:
+            self.video.close()
         summary = self.summary()
         (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         self.plotted = plot_timeline(self.directory / "timeline.png", self.tracks, summary, self.fps, self.min_seconds, self.max_panels)

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, EmotionClassifier, ModelConfig
 from detector.training.data import load_split
-from detector.training.evaluate import class_mapping
+from detector.training.data import class_mapping
 from detector.training.quantize import MAX_ACCURACY_DROP
 
 

@@ -13,11 +13,15 @@ from pathlib import Path
 from conftest import REPO_ROOT, run_main
 
 
-def _epochs(history: Path) -> list[int]:
+def _rows(history: Path) -> list[dict[str, str]]:
     if not history.is_file():
         return []
     with history.open() as handle:
-        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+        return list(csv.DictReader(handle))
+
+
+def _epochs(history: Path) -> list[int]:
+    return [int(row["epoch"]) for row in _rows(history)]
 
 
 def test_killed_run_resumes_from_its_last_epoch(fer2013_dir, tmp_path):
@@ -44,8 +48,14 @@ def test_killed_run_resumes_from_its_last_epoch(fer2013_dir, tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert stopped_after[0] == 0 and len(stopped_after) < 4, stopped_after
     assert _epochs(out / "history.csv") == list(range(4)), f"each epoch trained once, in order; after the kill: {stopped_after}"
+    rates = [float(row["learning_rate"]) for row in _rows(out / "history.csv")]
+    assert rates[0] > rates[1] > rates[2] > rates[3], f"the warm-up ends with epoch 0, one cosine decay goes on across the kill: {rates}"
+    assert all(row["val_ema_accuracy"] for row in _rows(out / "history.csv")), "the weight average is judged every epoch"
     assert not (out / "backup").exists() and (out / "best.keras").is_file()
     info = json.loads((out / "train_info.json").read_text())
+    column = {"raw": "val_accuracy", "ema": "val_ema_accuracy"}[info["weights"]]
+    best = max(float(row[value]) for row in _rows(out / "history.csv") for value in ("val_accuracy", "val_ema_accuracy"))
+    assert abs(float(_rows(out / "history.csv")[info["best_epoch"] - 1][column]) - best) < 1e-6, info
     assert info["train_minutes"] >= info["train_minutes_this_session"] + minutes_before - 0.15, (info, minutes_before)  # rounding
 
 
@@ -59,3 +69,16 @@ def test_export_without_tensorflow_fails_before_training(fer2013_dir, tmp_path, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "tensorflow" else find_spec(name, *rest))
     assert main(["train", "--data", str(fer2013_dir), "--out", str(tmp_path / "run")]) == 2
     assert "--no-export" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_missing_export_package_fails_before_training(fer2013_dir, tmp_path):
+    """A package only the int8 export imports (sympy) is missing: one line at once, not after the last epoch."""
+    out = tmp_path / "run"
+    code = ("import sys; sys.modules['sympy'] = None; from detector.cli import main; "
+            f"sys.exit(main(['train', '--data', {str(fer2013_dir)!r}, '--out', {str(out)!r}, '--epochs', '1']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the export after training cannot import") and "sympy" in last, result.stderr[-2000:]
+    assert not (out / "history.csv").exists(), "no epoch may run before the check"

@@ -5,8 +5,9 @@
 
 Two kinds of markers in the markdown:
 
-- a block, ``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->``: a whole table, rendered by the
-  measuring command's own ``markdown(report)`` (the same text the command writes beside its JSON);
+- a block, ``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->`` (a note may follow ``begin``): a
+  whole table, rendered by the measuring command's own function of its JSON (the same text the
+  command writes beside its JSON, or into the doc itself);
 - a value, ``<!-- n:NAME -->66.9%<!-- /n -->``: one number in the prose.
 
 Each name maps to one JSON file in docs/ and one function of it, below: one home for each
@@ -26,7 +27,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BLOCK = re.compile(r"<!-- (?P<name>[\w.-]+):begin -->\n(?P<body>.*?)<!-- (?P=name):end -->", re.S)
+BLOCK = re.compile(r"<!-- (?P<name>[\w.-]+):begin(?P<note>[^>]*)-->\n(?P<body>.*?)\n<!-- (?P=name):end -->", re.S)
 VALUE = re.compile(r"<!-- n:(?P<name>[\w.-]+) -->(?P<body>.*?)<!-- /n -->")
 
 
@@ -63,6 +64,18 @@ def _soak_minutes() -> float:
     return minutes(report("soak"))
 
 
+def _serving_block() -> str:
+    from detector.serve.bench import table
+
+    return table(report("serving"))
+
+
+def _scaling_block() -> str:
+    from detector.batch.bench import markdown
+
+    return markdown(report("scaling"))
+
+
 def _quantization_block() -> str:
     from tools.quantize import markdown
 
@@ -72,6 +85,7 @@ def _quantization_block() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "bench": _bench_block("bench"), "bench-unpaced": _bench_block("bench_unpaced"), "flicker": _flicker_block,
     "soak": _soak_block, "quantization": _quantization_block,
+    "bench-serve": _serving_block, "scaling": _scaling_block,  # their commands also write them in place
 }
 
 
@@ -137,8 +151,7 @@ def render(text: str, where: str = "") -> str:
     def block(match: re.Match) -> str:
         if match["name"] not in BLOCKS:
             raise KeyError(f"{where}: unknown block marker {match['name']!r} (known: {', '.join(BLOCKS)})")
-        body = BLOCKS[match["name"]]().rstrip("\n") + "\n"
-        return f"<!-- {match['name']}:begin -->\n{body}<!-- {match['name']}:end -->"
+        return f"<!-- {match['name']}:begin{match['note']}-->\n{BLOCKS[match['name']]()}\n<!-- {match['name']}:end -->"
 
     def value(match: re.Match) -> str:
         if match["name"] not in VALUES:

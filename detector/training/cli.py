@@ -31,6 +31,8 @@ HELP = {
     "warmup_epochs": "epochs of linear learning-rate warm-up",
     "dropout_rate": "dropout before the classifier layers",
     "augment": "augmentation strength, 0 = off",
+    "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble",
+    "distill_weight": "with --teacher: targets = W * teacher + (1 - W) * one-hot",
     "class_weight_power": "0 = no class re-weighting, 1 = full inverse frequency",
     "weights": "weights file to start from: ImageNet weights for the keras.applications backbones, or an earlier run's best.keras (fine-tuning, a new schedule)",
     "limit": "use only N train images (and N/4 val) for a smoke run; 0 = all",
@@ -109,17 +111,37 @@ def _check(config: TrainConfig) -> None:
     missing = [split for split in ("train", "val") if data.is_dir() and not (data / split).is_dir()]
     if missing:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
+    if config.teacher and not Path(config.teacher).is_file():
+        raise UserError(f"soft targets not found: {config.teacher} (make them with python -m detector.training.distill)")
+    if not 0 <= config.distill_weight <= 1:
+        raise UserError(f"--distill-weight must be between 0 and 1, got {config.distill_weight}")
     if config.weights and not Path(config.weights).is_file():
         raise UserError(f"weights file not found: {config.weights}")
-    if config.export and importlib.util.find_spec("tensorflow") is None:  # a PyTorch-only GPU machine
-        raise UserError("exporting needs TensorFlow, which is not installed here: train with --no-export, then run "
-                        "python -m detector.training.export OUT/best.keras OUT/saved_model where it is")
+    if config.export:
+        _check_export_dependencies()
     from detector.training.models import architecture  # imports TensorFlow: after the cheap checks
 
     try:
         architecture(config.arch)
     except ValueError as error:
         raise UserError(str(error)) from None
+
+
+#: What the export after the last epoch imports (ONNX conversion, int8 quantization and its
+#: shape inference): checked before the first epoch, never discovered after hours of training.
+EXPORT_MODULES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime.quantization", "onnxruntime.tools.symbolic_shape_infer")
+
+
+def _check_export_dependencies() -> None:
+    if importlib.util.find_spec("tensorflow") is None:  # a PyTorch-only GPU machine
+        raise UserError("exporting needs TensorFlow, which is not installed here: train with --no-export, then run "
+                        "python -m detector.training.export OUT/best.keras OUT/saved_model where it is")
+    for module in EXPORT_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UserError(f"the export after training cannot import {module} ({error}): "
+                            "python -m pip install -r requirements.txt, or train with --no-export") from None
 
 
 def train_main(argv: Sequence[str]) -> int:

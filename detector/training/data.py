@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from detector.errors import UserError
 from detector.labels import FER2013_LABELS
 from detector.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: Where ``train`` and ``evaluate`` read FER2013 unless told: ``$FER2013_DIR``, else this project's shared layout.
+DEFAULT_DATA_DIR = os.environ.get("FER2013_DIR") or "../shared/fer2013"
 #: Kaggle's ``Usage`` column -> our split names (val = PublicTest, test = PrivateTest).
 CSV_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 
@@ -31,6 +36,7 @@ class Split:
     labels: np.ndarray  # (N,) int64 class indices into ``classes``
     classes: tuple[str, ...]
     paths: tuple[str, ...] = ()
+    soft_targets: np.ndarray | None = None  # (N, C) float32 teacher probabilities, for distillation
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -41,7 +47,8 @@ class Split:
             return self
         index = np.random.default_rng(seed).permutation(len(self))[:count]
         paths = tuple(self.paths[i] for i in index) if self.paths else ()
-        return Split(self.images[index], self.labels[index], self.classes, paths)
+        soft = None if self.soft_targets is None else self.soft_targets[index]
+        return Split(self.images[index], self.labels[index], self.classes, paths, soft)
 
 
 def folder_classes(split_dir: Path) -> tuple[str, ...]:
@@ -123,6 +130,16 @@ def load_split(source: str | Path, split: str) -> Split:
     if source.suffix == ".npz":
         return load_packed_split(source, split)
     return load_folder_split(source, split)
+
+
+def class_mapping(data_classes: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
+    """Index in ``model_labels`` of each data set class, matched by (case-insensitive) name."""
+    index = {name.strip().casefold(): i for i, name in enumerate(model_labels)}
+    unknown = [name for name in data_classes if name.strip().casefold() not in index]
+    if unknown:
+        raise UserError(f"the model does not know the data set's class(es) {', '.join(unknown)}; "
+                        f"its labels are {', '.join(model_labels)}")
+    return np.asarray([index[name.strip().casefold()] for name in data_classes], dtype=np.int64)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> dict[int, float]:

@@ -22,7 +22,8 @@ import numpy as np
 
 from detector.classifier import METRICS_FILE, EmotionClassifier, ModelConfig
 from detector.errors import UserError
-from detector.training.data import SPLITS, Split, load_split
+from detector import flags
+from detector.training.data import DEFAULT_DATA_DIR, SPLITS, Split, class_mapping, load_split
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,6 @@ def load_eval_split(data: str | Path, split: str, limit: int = 0) -> Split:
     except KeyError:  # a packed .npz without this split
         raise UserError(f"no '{split}' split in {data}") from None
     return loaded.subset(limit) if limit else loaded
-
-
-def class_mapping(data_classes: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
-    """Index in ``model_labels`` of each data set class, matched by (case-insensitive) name."""
-    index = {name.strip().casefold(): i for i, name in enumerate(model_labels)}
-    unknown = [name for name in data_classes if name.strip().casefold() not in index]
-    if unknown:
-        raise UserError(f"the model does not know the data set's class(es) {', '.join(unknown)}; "
-                        f"its labels are {', '.join(model_labels)}")
-    return np.asarray([index[name.strip().casefold()] for name in data_classes], dtype=np.int64)
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -220,17 +211,10 @@ def _int_at_least(minimum: int):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from detector.config import AppConfig
-    from detector.training.train import TrainConfig
-
     p = argparse.ArgumentParser(prog="main.py evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", metavar="PATH", default=AppConfig().model.path, help="SavedModel folder, .keras or .onnx file (default: the app's model)")
-    p.add_argument("--backend", choices=("auto", "onnx", "tf"), default="auto", help="as for the app (default: auto)")
-    p.add_argument("--no-int8", dest="int8", action="store_false", help="as for the app: model.onnx even beside model.int8.onnx")
-    p.add_argument("--labels", help="comma-separated class names, for a model folder without labels.txt")
-    p.add_argument("--input-scale", type=float, choices=(1.0, 255.0), help="pixel value the model treats as white")
-    p.add_argument("--threads", metavar="N", type=_int_at_least(0), default=0, help="inference threads (default: one per core)")
-    p.add_argument("--data", metavar="PATH", default=TrainConfig.data, help=f"FER2013 folder, fer2013.csv or packed .npz (default: {TrainConfig.data})")
+    flags.add_model_flags(p)
+    p.add_argument("--data", metavar="PATH", default=DEFAULT_DATA_DIR,
+                   help=f"FER2013 folder, fer2013.csv or packed .npz (default: $FER2013_DIR, else {DEFAULT_DATA_DIR})")
     p.add_argument("--split", choices=SPLITS, default="test", help="default: test")
     p.add_argument("--limit", metavar="N", type=_int_at_least(0), default=0, help="evaluate a random N-image subset (default: all)")
     p.add_argument("--batch-size", metavar="N", type=_int_at_least(1), default=256, help="default: 256")
@@ -245,9 +229,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     if args.write_metrics and not Path(args.model).is_dir():
         raise UserError(f"--write-metrics needs a model folder, got {args.model}")
-    labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
-    config = ModelConfig(args.model, args.backend, labels, args.input_scale, args.threads, args.int8)
-    results = evaluate(config, args.data, args.split, args.batch_size, args.limit)
+    results = evaluate(flags.model_config(args), args.data, args.split, args.batch_size, args.limit)
     print(format_table(results))
     try:
         _write_outputs(args, results)

@@ -88,7 +88,7 @@ def add_int8(model_dir: Path, val: Split) -> dict:
     Calibration and the decision both use val (PrivateTest stays for the reported figure);
     both files are run through the app's own classifier.
     """
-    from detector.training.evaluate import class_mapping
+    from detector.training.data import class_mapping
 
     model_dir = Path(model_dir)
     calibration = val.subset(CALIBRATION_IMAGES, seed=0).images

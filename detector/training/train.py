@@ -11,11 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from detector.training.data import DEFAULT_DATA_DIR
+
+RAW_WEIGHTS = "best.weights.h5"  # best raw weights on val (ModelCheckpoint)
+EMA_WEIGHTS = "best_ema.weights.h5"  # best weight average on val (EmaValidation)
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     arch: str = "fer_vgg"
-    data: str = "../shared/fer2013"
+    data: str = DEFAULT_DATA_DIR
     out: str = "runs/fer_vgg"
     epochs: int = 60
     batch_size: int = 64
@@ -33,8 +40,11 @@ class TrainConfig:
     warmup_epochs: int = 3
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    ema_momentum: float = 0.999  # per-step weight average, judged on val each epoch (0 = off)
     dropout_rate: float = 0.4
     augment: float = 1.0  # augmentation strength, 0 = off
+    teacher: str | None = None  # soft targets from python -m detector.training.distill (.npz)
+    distill_weight: float = 0.7  # targets = weight * teacher + (1 - weight) * one-hot, with --teacher
     class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency
     weights: str | None = None  # start from: local ImageNet weights (applications) or an earlier core's weights
     limit: int = 0  # use only this many train/val images (smoke runs)
@@ -70,11 +80,14 @@ def train(config: TrainConfig) -> Path:
     import keras
 
     from detector.training import data as fer
+    from detector.training.ema import EMA_METRIC, EmaValidation
     from detector.training.models import architecture, create_model, training_model
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    with (out / "commands.txt").open("a") as commands:  # every session of the run, resumes included
+        commands.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {shlex.join(sys.argv)}\n")
     resumed = (out / "backup").is_dir()  # BackupAndRestore's folder: an interrupted run of this config
     earlier = _history(out / "history.csv") if resumed else []
     keras.utils.set_random_seed(config.seed + len(earlier))  # a resumed epoch must not replay epoch 0's shuffle and augmentation
@@ -84,6 +97,10 @@ def train(config: TrainConfig) -> Path:
     log.info("backend %s, accelerator %s, precision %s", keras.backend.backend(), accelerator or "none (CPU)", precision)
 
     train_split = fer.load_split(config.data, "train")
+    if config.teacher:
+        from detector.training.distill import load_soft_targets
+
+        train_split = replace(train_split, soft_targets=load_soft_targets(config.teacher, train_split))
     val_split = fer.load_split(config.data, "val")
     if config.limit:
         train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
@@ -102,28 +119,33 @@ def train(config: TrainConfig) -> Path:
         decay_steps=max(1, (config.epochs - config.warmup_epochs) * steps_per_epoch),
     )
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay),
+        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay,
+                                       use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
     clock = _TrainClock(out / "train_time.json", resumed)
+    one_hot = np.eye(len(classes), dtype="float32")
     callbacks = [
+        *([EmaValidation(core, _to_input(train_split.images[np.random.default_rng(config.seed).permutation(len(train_split))]),
+                         _to_input(val_split.images), one_hot[val_split.labels], out / EMA_WEIGHTS,
+                         _best(earlier, EMA_METRIC), config.batch_size)] if config.ema_momentum else []),
         keras.callbacks.LambdaCallback(on_epoch_end=clock.save),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda _, logs: logs.update(learning_rate=float(model.optimizer.learning_rate))),
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(
-            str(out / "best.weights.h5"),
+            str(out / RAW_WEIGHTS),
             monitor="val_accuracy",
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=max((float(row["val_accuracy"]) for row in earlier), default=None),
+            initial_value_threshold=_best(earlier, "val_accuracy"),
         ),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resumed),  # a fresh run starts a fresh log
     ]
     weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
-    one_hot = np.eye(len(classes), dtype="float32")
     model.fit(
         _to_input(train_split.images),
-        one_hot[train_split.labels],
+        _targets(train_split, one_hot, config.distill_weight),
         validation_data=(_to_input(val_split.images), one_hot[val_split.labels]),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -131,10 +153,12 @@ def train(config: TrainConfig) -> Path:
         callbacks=callbacks,
         verbose=config.verbose,
     )
-    model.load_weights(str(out / "best.weights.h5"))
+    chosen = _choose_weights(out / "history.csv", bool(config.ema_momentum))
+    model.load_weights(str(out / (EMA_WEIGHTS if chosen["weights"] == "ema" else RAW_WEIGHTS)))
     core.save(out / "best.keras")
     (out / "labels.txt").write_text("\n".join(classes) + "\n")
-    info = {"arch": config.arch, "train_minutes": round(clock.minutes, 1),
+    data = {"path": str(Path(config.data).resolve()), "train_images": len(train_split), "val_images": len(val_split)}
+    info = {"arch": config.arch, **chosen, "data": data, "train_minutes": round(clock.minutes, 1),
             "train_minutes_this_session": round(clock.minutes_this_session, 1), "hardware": _hardware(accelerator)}
     (out / "train_info.json").write_text(json.dumps(info, indent=2))
     if config.export:
@@ -163,6 +187,31 @@ class _TrainClock:
 
     def save(self, *_) -> None:
         self.path.write_text(json.dumps({"minutes": round(self.minutes, 2)}))
+
+
+def _targets(split, one_hot: np.ndarray, distill_weight: float) -> np.ndarray:
+    """One-hot labels, mixed with the teacher's probabilities where the split has them."""
+    hard = one_hot[split.labels]
+    if split.soft_targets is None:
+        return hard
+    return (distill_weight * split.soft_targets + (1 - distill_weight) * hard).astype("float32")
+
+
+def _best(history: list[dict[str, str]], metric: str) -> float | None:
+    values = [float(row[metric]) for row in history if row.get(metric)]
+    return max(values, default=None)
+
+
+def _choose_weights(history_csv: Path, ema: bool) -> dict:
+    """The raw or the averaged weights, whichever reached the higher val accuracy, and when."""
+    from detector.training.ema import EMA_METRIC
+
+    history = _history(history_csv)
+    candidates = [("raw", "val_accuracy")] + ([("ema", EMA_METRIC)] if ema else [])
+    scored = [(best, name, metric) for name, metric in candidates if (best := _best(history, metric)) is not None]
+    accuracy, name, metric = max(scored)
+    epoch = next(i + 1 for i, row in enumerate(history) if row.get(metric) and float(row[metric]) == accuracy)
+    return {"weights": name, "val_accuracy": round(accuracy, 4), "best_epoch": epoch, "epochs_run": len(history)}
 
 
 def _history(path: Path) -> list[dict[str, str]]:

@@ -1,0 +1,110 @@
+"""``main.py serve``: flags -> :class:`ServeConfig` -> uvicorn.
+
+User errors (a missing model or cascade, a port in use, a bad flag) are one line and
+exit code 2, raised as :class:`~detector.errors.UserError` before the server starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+from dataclasses import fields
+from pathlib import Path
+
+from detector.errors import UserError
+from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
+from detector.serve.config import ServeConfig
+
+log = logging.getLogger(__name__)
+
+EPILOG = """\
+endpoints: GET / (webcam page), POST /predict (image upload), POST /face (imgBase64 form field),
+           WS /ws (binary frames in, JSON out), GET /healthz, GET /model, GET /docs (OpenAPI)
+"""
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    defaults = {f.name: f.default for f in fields(ServeConfig)}
+    p = argparse.ArgumentParser(prog="main.py serve", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="A local REST API, WebSocket and webcam page on the app's own pipeline.")
+    net = p.add_argument_group("server")
+    net.add_argument("--host", default=defaults["host"], help=f"interface to listen on (default {defaults['host']}: this machine only)")
+    net.add_argument("--port", type=int, default=defaults["port"], help=f"default {defaults['port']}")
+    net.add_argument("--max-bytes", type=int, default=defaults["max_bytes"], metavar="N",
+                     help=f"largest image file accepted, in bytes (default {defaults['max_bytes']})")
+    net.add_argument("--max-pixels", type=int, default=defaults["max_pixels"], metavar="N",
+                     help=f"largest image accepted, width x height (default {defaults['max_pixels']})")
+    net.add_argument("--workers", type=int, metavar="N", help="pipelines serving /predict and /face at once (default: one per core, at most 4)")
+    net.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                     help="let pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable (default: none)")
+    net.add_argument("--no-access-log", action="store_true", help="no log line per request")
+    add_model_flags(p)
+    add_detection_flags(p)
+    add_smoothing_flag(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="log model and backend details")
+    return p
+
+
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """Raises UserError for values out of range (argparse has checked the types)."""
+    for name in ("max_bytes", "max_pixels", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be 1 or more, got {value}")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be 0-65535, got {args.port}")
+    optional = {"workers": args.workers} if args.workers else {}
+    return ServeConfig(pipeline=pipeline_config(args), host=args.host, port=args.port, max_bytes=args.max_bytes,
+                       max_pixels=args.max_pixels, cors_origins=tuple(args.cors), **optional)
+
+
+def check_startable(config: ServeConfig) -> None:
+    """What would stop the server, found before it starts (loads no model).
+
+    Raises:
+        UserError: the model or cascade is missing or unusable, or the port cannot be bound.
+    """
+    from detector.classifier import resolve_model
+    from detector.faces import HaarFaceDetector
+
+    resolve_model(Path(config.pipeline.model.path), config.pipeline.model.backend, config.pipeline.model.int8)
+    HaarFaceDetector(config.pipeline.cascade, config.pipeline.detector)
+    try:
+        infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as error:
+        raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror or error}") from None
+
+
+def loopback_only(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may well resolve to a public interface
+        return False
+
+
+def serve_main(argv: list[str]) -> int:
+    args = serve_parser().parse_args(argv)
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+    config = serve_config(args)
+    check_startable(config)
+    if not loopback_only(config.host):
+        log.warning("listening on %s: other machines on the network can reach this server (there is no authentication)", config.host)
+    import uvicorn
+
+    from detector.serve.app import create_app
+
+    # WebSocket frames past the image limit get a JSON 413 up to uvicorn's 16 MiB; larger ones close the socket
+    ws_max_size = max(16 * 1024 * 1024, config.max_bytes + 1024)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, ws_max_size=ws_max_size,
+                                           access_log=not args.no_access_log, log_level="info"))
+    server.run()
+    if not server.started:
+        raise UserError("the server did not start (see the log above)")
+    return 0

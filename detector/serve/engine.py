@@ -1,0 +1,75 @@
+"""The app's pipeline, shared by requests without sharing what it remembers.
+
+A pipeline remembers faces, tracks and smoothed probabilities per *source name* and
+starts afresh when the name changes (that is how each image of a folder stands alone).
+So one-shot requests borrow a pipeline from a small pool and give their frame a name no
+frame had before: every stage starts from nothing, and nothing of one request reaches
+another. Building a pipeline per request would do the same but costs about as much as
+the request itself (docs/SERVING.md measures both). A WebSocket connection gets a
+pipeline of its own, so its tracker and smoother follow its faces across frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Iterator
+
+import numpy as np
+
+from detector.app import build_pipeline
+from detector.config import AppConfig
+from detector.pipeline import Pipeline
+from detector.results import Faces, FrameResult
+
+
+class PipelinePool:
+    """``size`` pipelines for stateless one-shot calls; a call waits while all are busy.
+    Thread-safe: each pipeline serves one call at a time."""
+
+    def __init__(self, config: AppConfig, size: int):
+        pipelines = [build_pipeline(config) for _ in range(size)]
+        self._idle: queue.Queue[Pipeline] = queue.Queue()
+        for pipeline in pipelines:
+            self._idle.put(pipeline)
+        self._names = itertools.count(1)
+        self.classifier = dict(pipelines[0].stages)["classify"].classifier  # for /model: every pipeline loads the same
+
+    @contextmanager
+    def _borrowed(self) -> Iterator[Pipeline]:
+        pipeline = self._idle.get()
+        try:
+            yield pipeline
+        finally:
+            self._idle.put(pipeline)
+
+    def predict(self, image: np.ndarray, whole: bool = False) -> FrameResult:
+        """The faces of one ``(H, W, 3)`` BGR image, as if the pipeline had never seen a frame.
+        ``whole``: skip detection and classify the whole picture as one face."""
+        frame = FrameResult(index=0, time=0.0, source=f"request {next(self._names)}", image=image)
+        with self._borrowed() as pipeline:
+            if not whole:
+                return pipeline(frame)
+            height, width = image.shape[:2]
+            frame = replace(frame, faces=Faces(np.array([[0, 0, width, height]])))
+            return dict(pipeline.stages)["classify"](frame)
+
+
+class Stream:
+    """One connection's frames: its own pipeline, so ids and smoothing follow its faces.
+    Frame times are seconds since the connection opened, which the smoother's time
+    constant is measured in. Not thread-safe: one frame at a time."""
+
+    def __init__(self, config: AppConfig, name: str):
+        self.pipeline = build_pipeline(config)
+        self.name = name
+        self._started = time.perf_counter()
+        self._frames = 0
+
+    def __call__(self, image: np.ndarray) -> FrameResult:
+        frame = FrameResult(index=self._frames, time=time.perf_counter() - self._started, source=self.name, image=image)
+        self._frames += 1
+        return self.pipeline(frame)

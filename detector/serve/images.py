@@ -1,0 +1,102 @@
+"""Uploaded bytes -> a BGR image, inside the server's size limits.
+
+Limits are checked before anything is decoded: the byte size, then the pixel count the
+file's header declares (a few hundred KB of PNG can unpack to gigabytes), and the pixel
+count again once decoded, for formats whose header Pillow does not read. A failure is a
+:class:`BadImage` carrying the HTTP status the client gets (400 unreadable, 413 too
+large), never an exception the server has to survive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+import cv2
+import numpy as np
+
+from detector.serve.config import ServeConfig
+
+
+class BadImage(ValueError):
+    """Input that is not a usable image; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# TODO(lead): use detector's decode_image_bytes after merging cases
+def _decode_image_bytes(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> ``(H, W, 3)`` uint8 BGR, EXIF orientation applied
+    (``IMREAD_COLOR`` rotates by the EXIF tag, so boxes are in the upright picture's pixels).
+
+    Raises:
+        ValueError: not an image OpenCV can decode, or truncated.
+    """
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # some decoders raise on damaged data (or on headers past OpenCV's own pixel cap)
+        image = None
+    if image is None or image.size == 0:
+        raise ValueError("not an image this server can read (JPEG, PNG, BMP, TIFF, WebP ...), or truncated")
+    return image
+
+
+def check_declared_size(data: bytes, max_pixels: int) -> None:
+    """Refuse a picture by the size its header states, before its pixels are unpacked
+    (Pillow opens lazily). Formats Pillow does not read pass, to be checked once decoded.
+
+    Raises:
+        BadImage: 413 when the header states more than ``max_pixels``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow's own cap, far above any sane limit
+        raise BadImage(413, f"image has over {2 * Image.MAX_IMAGE_PIXELS} pixels; the limit is {max_pixels}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return
+    if width * height > max_pixels:
+        raise BadImage(413, f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+
+
+def decode_upload(data: bytes, config: ServeConfig) -> np.ndarray:
+    """``(H, W, 3)`` uint8 BGR from an uploaded file's bytes.
+
+    Raises:
+        BadImage: 400 when empty or undecodable, 413 when over ``config.max_bytes`` or ``config.max_pixels``.
+    """
+    if not data:
+        raise BadImage(400, "empty upload: send an image file")
+    if len(data) > config.max_bytes:
+        raise BadImage(413, f"image is {len(data)} bytes; the limit is {config.max_bytes}")
+    check_declared_size(data, config.max_pixels)
+    try:
+        image = _decode_image_bytes(data)
+    except ValueError as error:
+        raise BadImage(400, str(error)) from None
+    height, width = image.shape[:2]
+    if height * width > config.max_pixels:
+        raise BadImage(413, f"image is {width}x{height} = {width * height} pixels; the limit is {config.max_pixels}")
+    return image
+
+
+def decode_base64(text: str, config: ServeConfig) -> np.ndarray:
+    """An image given as a data URL (``data:image/jpeg;base64,...``) or bare base64, as
+    browser clients of the ``/face`` contract send it.
+
+    Raises:
+        BadImage: 400 when the text is not base64 or not an image, 413 when too large.
+    """
+    payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
+    if len(payload) > config.max_bytes * 4 // 3 + 4:  # base64 is 4 characters per 3 bytes
+        raise BadImage(413, f"image is over the limit of {config.max_bytes} bytes")
+    try:
+        data = base64.b64decode("".join(payload.split()), validate=True)  # line breaks allowed
+    except (binascii.Error, ValueError):
+        raise BadImage(400, "imgBase64 is not base64 (nor a base64 data URL)") from None
+    return decode_upload(data, config)

@@ -1,0 +1,55 @@
+"""Distillation on real FER2013 faces: the shipped model as teacher, a student trained on its soft targets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_main
+
+PER_CLASS = 24
+
+
+@pytest.fixture(scope="module")
+def small_fer(fer2013_dir, tmp_path_factory) -> Path:
+    """A FER2013-layout folder of real faces: the first PER_CLASS of each class in train and val."""
+    root = tmp_path_factory.mktemp("fer_small")
+    for split in ("train", "val"):
+        for class_dir in sorted((fer2013_dir / split).iterdir()):
+            (root / split / class_dir.name).mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:PER_CLASS]:
+                shutil.copy(image, root / split / class_dir.name / image.name)
+    return root
+
+
+def test_soft_targets_are_the_teachers_probabilities_on_each_face(small_fer, shipped_model, tmp_path):
+    from detector.training.data import load_split
+    from detector.training.distill import write_soft_targets
+
+    out = write_soft_targets([str(shipped_model)], str(small_fer), tmp_path / "teacher.npz")
+    split = load_split(small_fer, "train")
+    with np.load(out) as cached:
+        targets, paths = cached["targets"], tuple(cached["paths"])
+    assert paths == split.paths and targets.shape == (len(split), 7)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-3)
+    # the shipped model fits FER2013's train split far above chance (1/7); a shuffled or
+    # mis-ordered row would drop this to chance
+    assert (targets.argmax(axis=1) == split.labels).mean() > 0.5
+
+
+def test_student_trains_on_soft_targets_and_refuses_targets_of_other_faces(small_fer, shipped_model, tmp_path):
+    from detector.training.distill import write_soft_targets
+
+    teacher = write_soft_targets([str(shipped_model)], str(small_fer), tmp_path / "teacher.npz")
+    args = ["train", "--data", str(small_fer), "--epochs", "1", "--batch-size", "32", "--warmup-epochs", "0", "--no-export"]
+    student = run_main(*args, "--out", str(tmp_path / "student"), "--teacher", str(teacher))
+    assert student.returncode == 0, student.stderr[-2000:]
+    assert (tmp_path / "student" / "best.keras").is_file()
+
+    changed = shutil.copytree(small_fer, tmp_path / "changed")
+    next((changed / "train" / "happy").iterdir()).unlink()  # one face fewer: row i is no longer face i
+    stale = run_main(*args[:2], str(changed), *args[3:], "--out", str(tmp_path / "stale"), "--teacher", str(teacher))
+    assert stale.returncode == 2 and "other train faces" in stale.stderr.strip().splitlines()[-1], stale.stderr[-2000:]
