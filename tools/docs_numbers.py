@@ -17,6 +17,7 @@ number. An unknown name is an error, so a typo cannot leave a number unchecked.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -37,25 +38,12 @@ def report(name: str) -> dict:
     return json.loads((REPO / "docs" / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def _bench_block(name: str) -> Callable[[], str]:
+def _block(module: str, function: str, name: str) -> Callable[[], str]:
+    """A table that ``module.function`` renders from docs/NAME.json (imported only when used)."""
     def render() -> str:
-        from detector.bench import markdown
-
-        return markdown(report(name))
+        return getattr(importlib.import_module(module), function)(report(name))
 
     return render
-
-
-def _flicker_block() -> str:
-    from tools.flicker import markdown
-
-    return markdown(report("flicker"))
-
-
-def _soak_block() -> str:
-    from tools.soak import markdown
-
-    return markdown(report("soak"))
 
 
 def _soak_minutes() -> float:
@@ -64,28 +52,14 @@ def _soak_minutes() -> float:
     return minutes(report("soak"))
 
 
-def _serving_block() -> str:
-    from detector.serve.bench import table
-
-    return table(report("serving"))
-
-
-def _scaling_block() -> str:
-    from detector.batch.bench import markdown
-
-    return markdown(report("scaling"))
-
-
-def _quantization_block() -> str:
-    from tools.quantize import markdown
-
-    return markdown(report("quantization"))
-
-
 BLOCKS: dict[str, Callable[[], str]] = {
-    "bench": _bench_block("bench"), "bench-unpaced": _bench_block("bench_unpaced"), "flicker": _flicker_block,
-    "soak": _soak_block, "quantization": _quantization_block,
-    "bench-serve": _serving_block, "scaling": _scaling_block,  # their commands also write them in place
+    "bench": _block("detector.bench", "markdown", "bench"),
+    "bench-unpaced": _block("detector.bench", "markdown", "bench_unpaced"),
+    "flicker": _block("tools.flicker", "markdown", "flicker"),
+    "soak": _block("tools.soak", "markdown", "soak"),
+    "quantization": _block("tools.quantize", "markdown", "quantization"),
+    "bench-serve": _block("detector.serve.bench", "table", "serving"),  # these two commands also write
+    "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
 }
 
 
