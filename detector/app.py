@@ -28,8 +28,7 @@ from detector.progress import progress
 from detector.report import ReportSink
 from detector.sources import Source, open_source
 from detector.summary import RunTally
-from detector.tilt import TiltRecovery
-from detector.tracking import FaceTracker, ProbabilitySmoother
+from detector.tracking import ProbabilitySmoother
 from detector.whole_image import WholeImageFallback
 
 log = logging.getLogger(__name__)
@@ -72,18 +71,18 @@ def display_available() -> bool:
 
 
 def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = None) -> Pipeline:
-    """detect -> whole-image fallback -> classify -> track -> smooth: each stage reads what the
-    earlier ones added. ``classifier``: one already loaded (a batch worker loads its model once
-    for many videos)."""
+    """detect (with face ids) -> whole-image fallback -> classify -> smooth: each stage reads
+    what the earlier ones added. ``classifier``: one already loaded (a batch worker loads its
+    model once for many videos). The caller closes the pipeline (``with``, or ``close()``): it
+    owns the face-search thread."""
     classifier = classifier or EmotionClassifier(config.model)
-    whole = WholeImageFallback(config.model.whole_image)
+    whole = WholeImageFallback(config.whole_image)
     stages = []
     if whole.mode != "always":
-        detector = HaarFaceDetector(config.cascade, config.detector)
-        stages += [("detect", DetectFaces(detector)), ("tilt", TiltRecovery(detector))]
-    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier)), ("track", FaceTracker())]
+        stages.append(("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector), config.tracking)))
+    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier))]
     if config.smoothing > 0:
-        stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
+        stages.append(("smooth", ProbabilitySmoother(config.smoothing, config.tracking)))
     return Pipeline(stages)
 
 
@@ -141,6 +140,7 @@ def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None
     stats = RunStats()
     with _Signals() as signals:
         with ExitStack() as stack:
+            stack.enter_context(pipeline)  # closes the face-search thread on every exit path
             source, notice = open_configured_source(config)
             stack.enter_context(source)
             log, output = _results_paths(config) if config.results_dir else (config.log, config.output)

@@ -1,9 +1,12 @@
 """``main.py bench``: the pipeline against the naive loop, same clips, same process.
 
 The naive loop is what most seed projects ship: full-frame Haar (1.1, 5) on every
-frame and one TensorFlow call per face. Clips are 640x480 and made from the bundled
-sample clip (real faces): one face, and a 2x2 mosaic with four. This is a script
-that reports, not a timed test.
+frame and one model call per face. It runs the same model file on the same backend as
+the pipeline (``resolve_model``: ``model.int8.onnx`` in ONNX Runtime for the shipped
+model), so the speed-up measures the algorithm, not the backend. Clips are 640x480 and
+made from the bundled sample clip (real faces): one face, and a 2x2 mosaic with four.
+This is a script that reports, not a timed test: it writes the JSON and, beside it, the
+markdown tables (``bench.table.md``) that docs/PERFORMANCE.md includes.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.classifier import EmotionClassifier, ModelConfig, resolve_model
+from detector.classifier import EmotionClassifier, resolve_model
+from detector.config import ModelConfig
+from detector.cli import DEFAULT_HEADLESS_DIR
 from detector.config import AppConfig
-from detector.faces import DetectorConfig
+from detector.config import DetectorConfig
+from detector.outputs import check_writable
 from detector.overlay import Overlay
 from detector.paths import SAMPLE_CLIP, app_dir, resource as resource_path
 from detector.sources import VideoSource
@@ -83,7 +89,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def run_pipeline(clip: Path, config: AppConfig, paced: bool = True) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
-    """Per-stage milliseconds of the app's own path: read -> detect -> classify -> track/smooth -> overlay.
+    """Per-stage milliseconds of the app's own path: read -> detect (with face ids) -> classify -> smooth -> overlay.
 
     ``paced``: frame i is not taken before ``i / fps`` seconds, as a camera delivers them,
     so work the app does beside the frame loop (the full-frame face search) gets the
@@ -91,11 +97,10 @@ def run_pipeline(clip: Path, config: AppConfig, paced: bool = True) -> tuple[dic
     """
     from detector.app import build_pipeline
 
-    pipeline = build_pipeline(config)  # the app's own stages: detect, classify, track, smooth
     overlay = Overlay()
-    times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "track+smooth": [], "overlay": [], "total": []}
+    times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "smooth": [], "overlay": [], "total": []}
     boxes, probs = [], []
-    with VideoSource(str(clip), clip.name) as source:
+    with build_pipeline(config) as pipeline, VideoSource(str(clip), clip.name) as source:  # the app's own stages
         period = 1.0 / source.fps if paced else 0.0
         started, cpu_started = time.perf_counter(), time.process_time()
         t_read = started
@@ -109,7 +114,7 @@ def run_pipeline(clip: Path, config: AppConfig, paced: bool = True) -> tuple[dic
             overlay_ms = (time.perf_counter() - t0) * 1000
             for stage in ("detect", "classify"):
                 times[stage].append(result.timings[stage])
-            times["track+smooth"].append(result.timings.get("track", 0.0) + result.timings.get("smooth", 0.0))
+            times["smooth"].append(result.timings.get("smooth", 0.0))
             times["read"].append(read_ms)
             times["overlay"].append(overlay_ms)
             times["total"].append(read_ms + result.timings["total"] + overlay_ms)
@@ -120,9 +125,10 @@ def run_pipeline(clip: Path, config: AppConfig, paced: bool = True) -> tuple[dic
     return times, boxes, probs
 
 
-def run_naive(clip: Path, cascade: str, model_dir: str) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
-    """The seed-project loop: full-frame Haar 1.1/5 every frame, one TF call per face."""
-    classifier = EmotionClassifier(ModelConfig(model_dir, backend="tf"))
+def run_naive(clip: Path, cascade: str, model: ModelConfig) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+    """The seed-project loop: full-frame Haar 1.1/5 every frame, one model call per face,
+    with the pipeline's own model file and backend."""
+    classifier = EmotionClassifier(model)
     haar = cv2.CascadeClassifier(cascade)
     overlay = Overlay()
     times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "overlay": [], "total": []}
@@ -252,8 +258,9 @@ def targets(report: dict) -> list[dict]:
     return rows
 
 
-def _table(report: dict) -> str:
-    rows = ["| clip | loop | read | detect | classify | overlay | end-to-end p50 | end-to-end p95 | FPS (p50) | CPU ms/frame |",
+def stage_table(report: dict) -> str:
+    """Per-stage milliseconds of each loop on each clip, as markdown."""
+    rows = ["| clip | loop | read | detect | classify | overlay | end-to-end p50 | end-to-end p95 | FPS (p50) | CPU ms / frame |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for clip, loops in report["clips"].items():
         for name in ("pipeline", "naive"):
@@ -261,30 +268,76 @@ def _table(report: dict) -> str:
                 continue
             t = loops[name]["ms"]
             cells = [f"{t[s]['p50']:.1f} / {t[s]['p95']:.1f}" for s in ("read", "detect", "classify", "overlay")]
-            rows.append(f"| {clip} | {name} | " + " | ".join(cells) +
-                        f" | {t['total']['p50']:.1f} | {t['total']['p95']:.1f} | {1000 / t['total']['p50']:.0f} | {t['cpu']['p50']:.1f} |")
+            bold = "**" if name == "pipeline" else ""
+            rows.append(f"| {clip} | {bold}{name}{bold} | " + " | ".join(cells) +
+                        f" | {bold}{t['total']['p50']:.1f}{bold} | {bold}{t['total']['p95']:.1f}{bold} | "
+                        f"{1000 / t['total']['p50']:.0f} | {t['cpu']['p50']:.1f} |")
+    return "\n".join(rows)
+
+
+def target_table(report: dict) -> str:
+    """The performance targets against this run, as markdown."""
+    rows = ["| target | measured | |", "|---|---|---|"]
+    rows += [f"| {t['target']} | {t['measured']} | {'met' if t['met'] else '**not met**'} |" for t in report.get("targets", [])]
+    return "\n".join(rows)
+
+
+def markdown(report: dict) -> str:
+    """Everything docs/PERFORMANCE.md shows of one run, from the JSON alone."""
     pacing = "paced at the clip's fps, as a camera delivers frames" if report["paced"] else "unpaced (flat out)"
-    lines = ["\n".join(rows), "", f"stage cells: p50 / p95 milliseconds; pipeline {pacing}; "
-             "CPU ms/frame: process CPU time over the clip / frames (all threads: decoding, the face search)"]
+    lines = [f"Command: `{report['command']}`; model file `{report['model_file']}` for both loops; "
+             f"{report['frames']} frames per clip; pipeline {pacing}; {report['machine']['cpus']} CPUs, "
+             f"{report['machine']['processor']}, Python {report['machine']['python']}, load average "
+             f"{report['machine'].get('load_average_at_start', 'not recorded')} at the start.", "", stage_table(report), ""]
     for clip, loops in report["clips"].items():
-        q = loops.get("quality", {})
-        speedup = loops.get("speedup_p50")
-        lines.append(f"{clip}: speed-up x{speedup} (p50)  recall {q.get('recall')} vs naive {q.get('naive_recall')}  "
-                     f"label agreement {q.get('label_agreement')}" if speedup else f"{clip}: naive loop not run")
+        q, speedup = loops.get("quality", {}), loops.get("speedup_p50")
+        if speedup:
+            lines.append(f"- {clip}: **{speedup}x** faster than the naive loop (p50); detection recall {q['recall']} "
+                         f"(naive {q['naive_recall']}); labels agree on {q['label_agreement']:.0%} of faces both found")
     if "startup" in report:
-        s = report["startup"]
-        lines.append(f"cold start to first annotated frame: {s['cold_start_s']} s   peak RSS: {s['peak_rss_mb']} MB")
-    lines.append("")
-    lines += [f"{'met    ' if t['met'] else 'NOT MET'}  {t['target']}: {t['measured']}" for t in report.get("targets", [])]
-    return "\n".join(lines)
+        start = report["startup"]
+        lines.append(f"- cold start to the first annotated frame: {start['cold_start_s']} s; peak RSS of a whole run: "
+                     f"{start['peak_rss_mb']} MB")
+    if report.get("targets"):
+        lines += ["", target_table(report)]
+    return "\n".join(lines) + "\n"
+
+
+def table_path(json_path: Path) -> Path:
+    """Where a measuring command writes its markdown tables: beside its JSON, as
+    ``NAME.table.md`` (never ``NAME.md``, which a case-insensitive disk would confuse with
+    the docs' own ``NAME.md`` pages)."""
+    return Path(json_path).with_suffix(".table.md")
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average when the run starts (Unix): how busy the machine was."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _json_path(argument: str | None) -> Path:
+    """Where the JSON goes: a named file's folder must exist (checked before the minutes of
+    benchmarking, a one-line error if not); by default the app's gitignored results folder."""
+    if argument is None:
+        path = Path(DEFAULT_HEADLESS_DIR) / "bench.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        path = Path(argument)
+    check_writable(path)
+    check_writable(table_path(path))
+    return path
 
 
 def bench_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="main.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", default="bench.json", help="write the results here (default: bench.json)")
+    parser.add_argument("--json", help=f"write the results here, and the markdown tables beside it (.md); "
+                                       f"default: {DEFAULT_HEADLESS_DIR}/bench.json")
     parser.add_argument("--frames", type=int, default=300, help="frames per clip (default 300)")
     parser.add_argument("--model", default=AppConfig().model.path, help="model to benchmark (default: the shipped one)")
-    parser.add_argument("--no-naive", action="store_true", help="skip the naive TensorFlow loop")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     parser.add_argument("--no-startup", action="store_true", help="skip the cold-start and memory runs")
     parser.add_argument("--unpaced", action="store_true", help="feed the pipeline frames flat out instead of at the clip's fps")
     defaults = DetectorConfig()
@@ -293,27 +346,40 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--detect-width", type=int, default=defaults.detect_width, help="as for the app")
     parser.add_argument("--min-face", type=float, default=defaults.min_face, help="as for the app")
     args = parser.parse_args(argv)
+    json_path = _json_path(args.json)
     detector = replace(defaults, full_every=args.full_every, full_lag=args.full_lag, detect_width=args.detect_width, min_face=args.min_face)
     config = AppConfig(model=ModelConfig(args.model), detector=detector)
+    report = _measure(args, config)
+    report["command"] = " ".join(["python main.py bench", *argv])
+    report["targets"] = targets(report)
+    table = markdown(report)
+    json_path.write_text(json.dumps(report, indent=2))
+    table_path(json_path).write_text(table, encoding="utf-8")
+    print(table)
+    print(f"written: {json_path} and {table_path(json_path)}")
+    return 0
+
+
+def _measure(args: argparse.Namespace, config: AppConfig) -> dict:
+    """Both loops on both clips, and the start-up run: the report without its targets."""
+    model_file = resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name
     report: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                                "cpus": os.cpu_count(), "python": platform.python_version()},
-                    "model": args.model, "model_file": resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name, "frames": args.frames, "paced": not args.unpaced, "detector": asdict(detector), "clips": {}}
+                                "cpus": os.cpu_count(), "python": platform.python_version(),
+                                "load_average_at_start": _load_average()},
+                    "model": args.model, "model_file": model_file, "naive_model_file": None if args.no_naive else model_file,
+                    "frames": args.frames, "paced": not args.unpaced, "detector": asdict(config.detector), "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp), args.frames)
         for (name, clip), grid in zip(clips.items(), (1, 2)):
             times, boxes, probs = run_pipeline(clip, config, paced=not args.unpaced)
             entry = {"pipeline": {"ms": {k: _stats(v) for k, v in times.items()}}}
             if not args.no_naive:
-                n_times, n_boxes, n_probs = run_naive(clip, config.cascade, args.model)
+                n_times, n_boxes, n_probs = run_naive(clip, config.cascade, config.model)
                 entry["naive"] = {"ms": {k: _stats(v) for k, v in n_times.items()}}
                 entry["speedup_p50"] = round(entry["naive"]["ms"]["total"]["p50"] / entry["pipeline"]["ms"]["total"]["p50"], 1)
                 entry["quality"] = quality(grid, boxes, probs, n_boxes, n_probs)
             report["clips"][name] = entry
-            print(f"{name}: done", file=sys.stderr)
+            log.info("%s: done", name)
         if not args.no_startup:
             report["startup"] = cold_start(clips["1 face"], args.model)
-    report["targets"] = targets(report)
-    Path(args.json).write_text(json.dumps(report, indent=2))
-    print(_table(report))
-    print(f"\nwritten: {args.json}")
-    return 0
+    return report

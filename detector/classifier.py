@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detector.config import ModelConfig
 from detector.backends import BACKENDS, Backend
 from detector.errors import ModelError
 from detector.labels import LABELS_FILE, read_labels
@@ -31,15 +31,6 @@ METRICS_FILE = "metrics.json"
 OUTPUT_KINDS = ("probabilities", "logits")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    path: str
-    backend: str = "auto"  # auto | onnx | tf
-    labels: tuple[str, ...] | None = None  # used when the model has no labels.txt
-    input_scale: float | None = None  # pixel value the model treats as white: 255 (raw) or 1.0
-    threads: int = 0  # 0 = one per physical core
-    int8: bool = True  # use the folder's model.int8.onnx when it has one (auto and onnx backends)
-    whole_image: str = "auto"  # auto | always | never: when a picture is classified whole (detector.whole_image)
 
 
 def resolve_model(path: Path, backend: str, int8: bool = True) -> tuple[str, Path]:

@@ -89,7 +89,7 @@ def config_from_args(args: argparse.Namespace):
     config = pipeline_config(args)
     return replace(
         config,
-        model=replace(config.model, whole_image=args.whole_image),
+        whole_image=args.whole_image,
         source=args.source,
         display=display,
         log=args.log,

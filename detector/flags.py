@@ -33,7 +33,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_detection_flags(parser: argparse.ArgumentParser) -> None:
     """``--cascade --scale-factor --min-neighbors --min-face --detect-width --full-every --full-lag``."""
-    from detector.faces import DetectorConfig
+    from detector.config import DetectorConfig
 
     d = DetectorConfig()
     group = parser.add_argument_group("face detection")
@@ -65,7 +65,7 @@ def model_config(args: argparse.Namespace):
     Raises:
         UserError: ``--threads`` below 0.
     """
-    from detector.classifier import ModelConfig
+    from detector.config import ModelConfig
 
     if args.threads < 0:
         raise UserError(f"--threads must be 0 or more, got {args.threads}")
@@ -75,7 +75,7 @@ def model_config(args: argparse.Namespace):
 
 def detector_config(args: argparse.Namespace):
     """:class:`~detector.faces.DetectorConfig` from :func:`add_detection_flags`' values."""
-    from detector.faces import DetectorConfig
+    from detector.config import DetectorConfig
 
     return DetectorConfig(scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, min_face=args.min_face,
                           detect_width=args.detect_width, full_every=args.full_every, full_lag=args.full_lag)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = "saved_model_trt"
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 SAMPLE_CLIP = "samples/sample_face.mp4"
+#: Where ``train`` and ``evaluate`` read FER2013 unless told: ``$FER2013_DIR``, else this project's shared layout.
+DEFAULT_DATA_DIR = os.environ.get("FER2013_DIR") or "../shared/fer2013"
 
 
 def app_dir() -> Path:

@@ -11,7 +11,12 @@ Slow (a full build, 3 to 5 min on a 2-core machine): marked ``bundle``, run by p
 ``pytest`` (and so by .ci/run); alone: ``pytest -m bundle tests/test_bundle.py``.
 ``BUNDLE_SPEC_ARGS="--without-tensorflow"`` builds the lean variant instead (build under
 30 s, whole file about 1 min): the user's model next to the executable then carries
-model.onnx, and a model without one must fail with one clear line. See docs/BUNDLE.md.
+model.onnx, and a model without one must fail with one clear line. .ci/run runs both
+variants, as docs/BUNDLE.md offers both.
+
+The bundle is built once per run; PyInstaller's work folder goes as soon as the build is
+done, the user's copy of the app is hard links (no second 2 GB on disk), and both are
+removed when this file's tests end: the test run leaves no gigabytes behind.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, run_main
-from scenes import SAMPLE_CLIP
+from tools.scenes import SAMPLE_CLIP
 
 pytestmark = pytest.mark.bundle
 
@@ -59,7 +64,8 @@ def _lines(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, shipped_model) -> Path:
-    """``pyinstaller build.spec`` into a temporary dist folder; returns the executable."""
+    """``pyinstaller build.spec`` into a temporary dist folder; yields the executable, then
+    removes the whole build."""
     try:
         import PyInstaller  # noqa: F401
     except ImportError:
@@ -75,11 +81,15 @@ def bundle(tmp_path_factory, shipped_model) -> Path:
          *(["--", *SPEC_ARGS] if SPEC_ARGS else [])],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600,
     )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-5000:]
-    print(f"\nbundle built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    exe = work / "dist" / "main" / EXE_NAME
-    assert exe.is_file(), f"no {exe}"
-    return exe
+    shutil.rmtree(work / "build", ignore_errors=True)  # PyInstaller's intermediate files: not needed to run
+    try:
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-5000:]
+        print(f"\nbundle built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        exe = work / "dist" / "main" / EXE_NAME
+        assert exe.is_file(), f"no {exe}"
+        yield exe
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_bundle_holds_the_resources(bundle):
@@ -184,9 +194,12 @@ def user_app(bundle, tmp_path_factory) -> Path:
     """A copy of ``dist/main/`` with the user's model next to the executable as ``saved_model_trt/``:
     a bare SavedModel (no ONNX graph) where the bundle has TensorFlow, else one with model.onnx."""
     copy = tmp_path_factory.mktemp("user_app") / "main"
-    shutil.copytree(bundle.parent, copy, symlinks=True)
-    _custom_model(copy / "saved_model_trt", onnx=not WITH_TENSORFLOW)
-    return copy / EXE_NAME
+    shutil.copytree(bundle.parent, copy, symlinks=True, copy_function=os.link)  # hard links: no second copy on disk
+    try:
+        _custom_model(copy / "saved_model_trt", onnx=not WITH_TENSORFLOW)
+        yield copy / EXE_NAME
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 def _probs_keys(log: Path) -> list[list[str]]:

@@ -11,7 +11,8 @@ import pytest
 from keras import layers
 
 from conftest import run_main
-from detector.classifier import EmotionClassifier, ModelConfig
+from detector.classifier import EmotionClassifier
+from detector.config import ModelConfig
 from detector.errors import ModelError
 from detector.training.export import export_model
 from scenes import SAMPLE_CLIP

@@ -20,10 +20,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detector.classifier import ModelConfig
+from detector.config import ModelConfig
 from detector.errors import UserError
 from detector.labels import FER2013_LABELS, read_labels, write_labels
-from detector.training.data import load_split
 from detector.training.evaluate import classification_metrics, evaluate, evaluate_main
 from detector.training.models import create_model
 
@@ -116,12 +115,22 @@ def test_evaluate_matches_independent_computation(model_dir, small_data):
     assert results["timestamp"]
 
 
-def test_limit_gives_subset_supports(model_dir, fer2013_dir):
+def test_limit_evaluates_a_random_sample_of_the_split(model_dir, fer2013_dir):
+    """``limit`` draws LIMIT images at random from the whole split: each class's support is
+    near its share of the split's files (counted here from the folders), within four
+    standard deviations of a random draw, and the same on a second run."""
+    if not (fer2013_dir / "test").is_dir():
+        pytest.skip(f"{fer2013_dir} is not a folder tree with test/")
+    files = {name: len(list((fer2013_dir / "test" / name).glob("*.jpg"))) for name in FER2013_LABELS}
+    total = sum(files.values())
     results = evaluate(ModelConfig(str(model_dir)), str(fer2013_dir), "test", limit=LIMIT)
-    subset = load_split(fer2013_dir, "test").subset(LIMIT)
-    counts = np.bincount(subset.labels, minlength=len(subset.classes))
-    assert results["images"] == LIMIT
-    assert {name: results["per_class"][name]["support"] for name in subset.classes} == dict(zip(subset.classes, counts.tolist()))
+    support = {name: results["per_class"][name]["support"] for name in FER2013_LABELS}
+    assert results["images"] == sum(support.values()) == LIMIT
+    for name, count in files.items():
+        share = count / total
+        assert abs(support[name] - LIMIT * share) <= 4 * np.sqrt(LIMIT * share * (1 - share)) + 1, (name, support, files)
+    again = evaluate(ModelConfig(str(model_dir)), str(fer2013_dir), "test", limit=LIMIT)
+    assert {name: again["per_class"][name]["support"] for name in FER2013_LABELS} == support
 
 
 def test_unknown_class_names_it(model_dir, small_data, tmp_path):

@@ -85,10 +85,31 @@ def test_export_writes_the_contract_files(fer_vgg_export):
     assert not fer_vgg_export.with_name("saved_model.partial").exists()
 
 
-def test_int8_copy_is_kept_only_when_it_holds_val_accuracy(fer_vgg_export):
+def _val_accuracy(model_file: Path, fer2013_dir: Path) -> float:
+    """Accuracy on all of val, measured here: ONNX Runtime on the raw 0-255 pixels the exported
+    model takes (model.json input_scale 255), labels.txt in FER2013's order (as written above)."""
+    val = load_split(fer2013_dir, "val")
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    images = val.images.astype(np.float32)[..., None]
+    predicted = np.concatenate([session.run(None, {name: images[i : i + 512]})[0].argmax(1) for i in range(0, len(images), 512)])
+    truth = np.array([FER2013_LABELS.index(val.classes[label]) for label in val.labels])
+    return float(np.mean(predicted == truth))
+
+
+def test_int8_copy_is_kept_only_when_it_holds_val_accuracy(fer_vgg_export, fer2013_dir):
+    """The float32 accuracy the export reports, and the int8 one when it keeps the file, are
+    measured again here from the files; a kept int8 file must lose less than the bar."""
     metrics = json.loads((fer_vgg_export / "metrics.json").read_text())
-    holds = metrics["float32_val_accuracy"] - metrics["int8_val_accuracy"] < MAX_ACCURACY_DROP
-    assert metrics["int8_kept"] == holds == (fer_vgg_export / INT8_ONNX_FILE).is_file()
+    float32 = _val_accuracy(fer_vgg_export / "model.onnx", fer2013_dir)
+    assert metrics["float32_val_accuracy"] == pytest.approx(float32, abs=1e-3)
+    assert metrics["int8_kept"] == (fer_vgg_export / INT8_ONNX_FILE).is_file()
+    if metrics["int8_kept"]:
+        int8 = _val_accuracy(fer_vgg_export / INT8_ONNX_FILE, fer2013_dir)
+        assert metrics["int8_val_accuracy"] == pytest.approx(int8, abs=1e-3)
+        assert float32 - int8 < MAX_ACCURACY_DROP
+    else:  # the file is gone, so only the reported drop can be read: it must be over the bar
+        assert float32 - metrics["int8_val_accuracy"] >= MAX_ACCURACY_DROP - 1e-3
     assert metrics["int8_calibration_images"] == 1000
 
 

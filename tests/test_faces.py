@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from detector.bench import SIZE, letterbox, mosaic, recall, sample_frames
-from detector.faces import DetectorConfig, FaceFinder, HaarFaceDetector
-from scenes import CASCADE, background
+from detector.faces import FaceFinder, HaarFaceDetector
+from detector.config import DetectorConfig
+from tools.scenes import CASCADE, background
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def find_all(frames: list[np.ndarray], config: DetectorConfig = DetectorConfig()
     detector = HaarFaceDetector(CASCADE, config)
     with ThreadPoolExecutor(max_workers=1) as executor:
         finder = FaceFinder(detector, searcher or detector.copy(), executor)
-        return [finder(frame) for frame in frames]
+        return [finder(frame).boxes for frame in frames]
 
 
 class SlowSearch(HaarFaceDetector):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detector.app import build_pipeline
-from detector.classifier import ModelConfig
+from detector.config import ModelConfig
 from detector.config import AppConfig
 from detector.overlay import Overlay, ProbabilityHistory, color_for
 from detector.results import FrameResult

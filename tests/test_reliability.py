@@ -28,15 +28,17 @@ from hypothesis.extra import numpy as hnp
 
 import detector.app as app
 from conftest import REPO_ROOT, run_main
-from detector.classifier import EmotionClassifier, ModelConfig, fit_crop, to_probabilities
+from detector.classifier import EmotionClassifier, fit_crop, to_probabilities
+from detector.config import ModelConfig
 from detector.config import AppConfig
 from detector.errors import UserError
-from detector.faces import DetectorConfig, clamp_boxes
+from detector.faces import clamp_boxes
+from detector.config import DetectorConfig
 from detector.outputs import VIDEO_SIDE, VideoSink, video_size
 from detector.overlay import Overlay
 from detector.results import FrameResult
 from detector.sources import VideoSource, open_source
-from scenes import SAMPLE_CLIP, background, detectable_faces, place, scene_with
+from tools.scenes import SAMPLE_CLIP, background, detectable_faces, place, scene_with
 from tools.xwindow import wait_for_window, xdotool
 
 SETTINGS = settings(deadline=None, max_examples=150)  # the machine may be busy: no per-example deadline

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from detector.app import build_pipeline
-from detector.classifier import ModelConfig
+from detector.config import ModelConfig
 from detector.config import AppConfig
 from detector.errors import UserError
 from detector.faces import HaarFaceDetector
 from detector.overlay import Overlay, ProbabilityHistory, TimelineAnnotator, color_for
-from detector.pipeline import DetectFaces
+from detector.pipeline import DetectFaces, Pipeline
 from detector.progress import progress
 from detector.report import ReportSink
 from detector.results import Faces, FrameResult
@@ -34,7 +34,7 @@ PATHS = [lambda k: (20 + 2 * k, 40), lambda k: (460 - 2 * k, 50), lambda k: (150
 def _followable(candidates, tmp_path):
     """For each path, a face of a new class that Haar finds in >= 90% of the frames of that path once
     written to mp4: Haar misses some FER2013 crops at some places, and these tests are about what comes after."""
-    detect, chosen = DetectFaces(HaarFaceDetector(CASCADE)), []
+    detect, chosen = Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]), []  # resets per clip
     for slot, path in enumerate(PATHS):
         for face in candidates:
             if face.label in {f.label for f in chosen}:
@@ -67,7 +67,7 @@ def report(multi_face_video, shipped_model, tmp_path_factory):
     video, _ = multi_face_video
     pipeline = build_pipeline(AppConfig(model=ModelConfig(str(shipped_model)), smoothing=0.25))
     folder, overlay, results = tmp_path_factory.mktemp("report") / "out", Overlay(), []
-    with open_source(str(video)) as source, ReportSink(folder, fps=source.fps) as sink:
+    with pipeline, open_source(str(video)) as source, ReportSink(folder, fps=source.fps) as sink:
         for frame in source:
             result = pipeline(frame)
             sink.write(result, overlay.draw(result))

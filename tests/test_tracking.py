@@ -1,20 +1,23 @@
-"""Face ids across frames and time-based smoothing: real faces for the tracker, exact steps for the smoother."""
+"""Face ids across frames (owned by the face finder) on real faces, and time-based smoothing on exact steps."""
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.faces import HaarFaceDetector
-from detector.pipeline import DetectFaces
+from detector.config import TrackingConfig
+from detector.faces import HaarFaceDetector, iou_matrix
+from detector.pipeline import DetectFaces, Pipeline
 from detector.results import Faces, FrameResult
 from detector.sources import open_source
-from detector.tracking import FaceTracker, ProbabilitySmoother, iou_matrix
-from scenes import CASCADE, background, detectable_faces, iou, scene_with, write_video
+from detector.tracking import ProbabilitySmoother
+from tools.scenes import (CASCADE, background, covered_scene, crossing_scene, detectable_faces, iou, leaving_scene,
+                          scene_with, write_video, zoom_scene)
 
 NO_IMAGE = np.zeros((1, 1, 3), np.uint8)
 
@@ -30,12 +33,22 @@ def real_faces(fer2013_dir):
     return detectable_faces(fer2013_dir, "test", per_class=1)
 
 
-def _track_real_video(frames, tmp_path):
-    """Haar + tracker over a real video file, as the app runs them."""
-    clip = write_video(tmp_path / "clip.mp4", frames)
-    detect, tracker = DetectFaces(HaarFaceDetector(CASCADE)), FaceTracker()
-    with open_source(str(clip)) as source:
-        return [tracker(detect(f)) for f in source]
+def _detect_video(frames, tmp_path, fps=15.0):
+    """The app's face stage over a real video file (written, then read back as the app reads it)."""
+    clip = write_video(tmp_path / "clip.mp4", frames, fps)
+    with Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]) as pipeline, open_source(str(clip)) as source:
+        return [pipeline(f) for f in source]
+
+
+def _ids_of_each_person(results, truth):
+    """Person -> every id given to a box lying on that person's true box (IoU > 0.5)."""
+    ids = {person: set() for person in truth[0]}
+    for result, boxes in zip(results, truth):
+        for person, box in boxes.items():
+            overlaps = [iou(b, box) for b in result.faces.boxes] if box is not None else []
+            if overlaps and max(overlaps) > 0.5:
+                ids[person].add(int(result.faces.ids[int(np.argmax(overlaps))]))
+    return ids
 
 
 def test_ids_stay_with_real_faces_moving_across_a_video(real_faces, tmp_path):
@@ -45,15 +58,10 @@ def test_ids_stay_with_real_faces_moving_across_a_video(real_faces, tmp_path):
         positions = [(20 + 3 * k, 40), (470 - 3 * k, 60), (200 + k, 300 - 2 * k)]
         scene, boxes = scene_with(faces, positions, side=140)
         frames.append(scene)
-        truth.append(boxes)
-    ids_of = [set(), set(), set()]
-    for result, boxes in zip(_track_real_video(frames, tmp_path), truth):
-        for i, box in enumerate(boxes):
-            overlaps = [iou(b, box) for b in result.faces.boxes]
-            if overlaps and max(overlaps) > 0.5:
-                ids_of[i].add(int(result.faces.ids[int(np.argmax(overlaps))]))
-    assert all(len(ids) == 1 for ids in ids_of), ids_of  # one id per face for the whole video
-    assert len(set.union(*ids_of)) == 3 and min(set.union(*ids_of)) >= 1
+        truth.append(dict(enumerate(boxes)))
+    ids_of = _ids_of_each_person(_detect_video(frames, tmp_path), truth)
+    assert all(len(ids) == 1 for ids in ids_of.values()), ids_of  # one id per face for the whole video
+    assert set.union(*ids_of.values()) == {1, 2, 3}
 
 
 def test_a_real_face_missing_for_two_frames_keeps_its_id(real_faces, tmp_path):
@@ -63,49 +71,72 @@ def test_a_real_face_missing_for_two_frames_keeps_its_id(real_faces, tmp_path):
             frames.append(background())  # the face is gone: Haar finds nothing
         else:
             frames.append(scene_with([real_faces[3].image], [(200 + 4 * k, 150)])[0])
-    results = _track_real_video(frames, tmp_path)
+    results = _detect_video(frames, tmp_path)
     assert [len(r.faces) for r in results] == [1] * 5 + [0, 0] + [1] * 5
     assert {int(r.faces.ids[0]) for r in results if len(r.faces)} == {1}
 
 
-@pytest.mark.parametrize("occluded", [False, True], ids=["both-seen", "one-hidden-while-crossing"])
-def test_two_faces_crossing_keep_distinct_ids(occluded):
-    tracker, seen = FaceTracker(), {"left": set(), "right": set()}
-    for k in range(25):
-        left, right = (40 + 16 * k, 100, 100, 100), (440 - 16 * k, 110, 100, 100)  # they cross around k = 12
-        hide_right = occluded and 11 <= k <= 13  # the face behind is not detected while they overlap
-        boxes = [left] if hide_right else [left, right]
-        result = tracker(frame(k, boxes))
-        seen["left"].add(int(result.faces.ids[0]))
-        if not hide_right:
-            seen["right"].add(int(result.faces.ids[1]))
-    assert len(seen["left"]) == len(seen["right"]) == 1 and seen["left"] != seen["right"], seen
+SCENES = {
+    "cross": crossing_scene,
+    "cross-at-one-height": lambda faces: crossing_scene(faces, offset=0),
+    "covered-for-10-frames": covered_scene,
+    "leave-and-come-back": leaving_scene,
+    "closer-and-back": zoom_scene,
+}
 
 
-def test_ids_start_at_1_and_are_never_reused():
-    tracker = FaceTracker(max_missed=2)
-    assert tracker(frame(0, [(10, 10, 50, 50)])).faces.ids.tolist() == [1]
-    for k in range(1, 4):  # gone longer than max_missed: the track ends
-        tracker(frame(k, np.zeros((0, 4))))
-    assert tracker(frame(4, [(10, 10, 50, 50), (300, 10, 50, 50)])).faces.ids.tolist() == [2, 3]
+@pytest.mark.parametrize("pair", [(0, 1), (4, 6)], ids=["angry+disgust", "sad+neutral"])
+@pytest.mark.parametrize("scene", SCENES, ids=list(SCENES))
+def test_each_real_face_keeps_one_id_of_its_own(scene, pair, real_faces, tmp_path):
+    """Faces that pass in front of each other, are covered, leave and return, or double in size:
+    each person gets exactly one id for the whole video, and no two people share one."""
+    frames, truth = SCENES[scene]([real_faces[i].image for i in pair])
+    results = _detect_video(frames, tmp_path)
+    ids_of = _ids_of_each_person(results, truth)
+    assert all(len(ids) == 1 for ids in ids_of.values()), ids_of
+    assert len(set.union(*ids_of.values())) == len(ids_of), ids_of
+    hidden = [k for k, boxes in enumerate(truth) if any(b is None for b in boxes.values())]
+    if scene != "closer-and-back":  # the scene really hides a face for a while
+        assert len(hidden) >= 7
 
 
-def test_a_new_source_starts_new_tracks():
-    """An image folder's files are unrelated scenes: a face in each gets its own id."""
-    tracker = FaceTracker()
-    first = tracker(frame(0, [(10, 10, 50, 50)], time=0.0, source="a.png"))
-    second = tracker(frame(0, [(10, 10, 50, 50)], time=0.0, source="b.png"))
-    assert first.faces.ids.tolist() == [1] and second.faces.ids.tolist() == [2]
+def test_a_new_face_gets_a_new_id(real_faces, tmp_path):
+    """One face leaves on the right; later another face appears far from it, on the left."""
+    frames = [scene_with([real_faces[0].image], [(420, 160)])[0] for _ in range(10)]
+    frames += [background() for _ in range(5)]
+    frames += [scene_with([real_faces[5].image], [(30, 170)])[0] for _ in range(10)]
+    results = _detect_video(frames, tmp_path)
+    assert {int(i) for r in results[:10] for i in r.faces.ids} == {1}
+    assert {int(i) for r in results[-5:] for i in r.faces.ids} == {2}
+
+
+def test_ids_are_never_reused_across_sources(real_faces):
+    """Each file of an image folder is a scene of its own, but ids count on through the run."""
+    image = scene_with([real_faces[2].image], [(240, 160)])[0]
+    with Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]) as pipeline:
+        ids = [pipeline(FrameResult(0, 0.0, name, image)).faces.ids.tolist() for name in ("a.png", "b.png", "a.png")]
+    assert ids == [[1], [2], [3]]
+
+
+def test_closing_the_pipeline_stops_the_face_search_thread(real_faces):
+    image = scene_with([real_faces[2].image], [(240, 160)])[0]
+    pipeline = Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))])
+    for k in range(8):  # past the first full search on the worker thread
+        pipeline(FrameResult(k, k / 15, "clip", image))
+    assert any(t.name.startswith("face-search") for t in threading.enumerate())
+    pipeline.close()
+    assert not any(t.name.startswith("face-search") for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    ({"iou_threshold": 1.5}, "iou_threshold"),
-    ({"max_missed": -1}, "max_missed"),
-    ({"max_distance": -0.1}, "max_distance"),
+    ({"duplicate_iou": 1.5}, "duplicate_iou"),
+    ({"velocity_weight": 0}, "velocity_weight"),
+    ({"remember_s": -1}, "remember_s"),
+    ({"reid_scale": 0.5}, "reid_scale"),
 ])
-def test_tracker_rejects_bad_settings(kwargs, error):
+def test_tracking_config_rejects_bad_settings(kwargs, error):
     with pytest.raises(ValueError, match=error):
-        FaceTracker(**kwargs)
+        TrackingConfig(**kwargs)
 
 
 def test_iou_matrix_matches_the_scalar_iou():
@@ -153,7 +184,7 @@ def test_smoothing_keeps_raw_probs_and_emits_both_in_json():
 
 
 def test_smoother_forgets_tracks_that_disappeared_and_leaves_untracked_faces_raw():
-    smoother = ProbabilitySmoother(0.5, forget_after=1.0)
+    smoother = ProbabilitySmoother(0.5, TrackingConfig(forget_after_s=1.0))
     smoother(frame(0, [(0, 0, 10, 10)], time=0.0, probs=[[1.0, 0.0, 0.0]], ids=[1]))
     smoother(frame(1, np.zeros((0, 4)), time=2.0, probs=np.zeros((0, 3)), ids=np.zeros(0)))
     assert 1 not in smoother._state
@@ -163,7 +194,7 @@ def test_smoother_forgets_tracks_that_disappeared_and_leaves_untracked_faces_raw
 
 def test_each_image_of_a_folder_is_smoothed_on_its_own():
     """Image folders give every file time 0 and its own source name: nothing carries over."""
-    smoother = ProbabilitySmoother(0.5)
+    smoother = Pipeline([("smooth", ProbabilitySmoother(0.5))])  # the pipeline resets its stages on a new source
     smoother(frame(0, [(0, 0, 10, 10)], time=0.0, probs=[[1.0, 0.0, 0.0]], ids=[1], source="a.png"))
     second = smoother(frame(0, [(0, 0, 10, 10)], time=0.0, probs=[[0.0, 1.0, 0.0]], ids=[1], source="b.png"))
     assert second.faces.probs.tolist() == [[0.0, 1.0, 0.0]]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from detector.bench import table_path  # noqa: E402
 from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, ModelConfig  # noqa: E402
 from detector.training.data import load_split  # noqa: E402
 from detector.training.evaluate import evaluate  # noqa: E402
@@ -72,14 +73,30 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["accuracy_drop_points"] = round((base - row["accuracy"]) * 100, 2)
         row["acceptable"] = base - row["accuracy"] < MAX_ACCURACY_DROP
-    print(f"| variant | {args.split} accuracy | macro-F1 | ms/face (batch 1) | ms/face (batched) | size MB | drop (points) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['ms_per_face_batch1']:.3f} | "
-              f"{r['ms_per_face']:.3f} | {r['onnx_mb']} | {r['accuracy_drop_points']} |")
-    Path(args.json).write_text(json.dumps({"model": args.model, "split": args.split, "variants": rows}, indent=2))
+    command = " ".join(["python tools/quantize.py", *(sys.argv[1:] if argv is None else argv)])
+    report = {"command": command, "model": args.model, "split": args.split, "variants": rows}
+    table = markdown(report)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    table_path(Path(args.json)).write_text(table, encoding="utf-8")
+    print(table)
     return 0
 
+
+SHIPPED = "int8 static"  # the variant the export writes as model.int8.onnx
+
+
+def markdown(report: dict) -> str:
+    """The variants table docs/PERFORMANCE.md shows, from the JSON alone."""
+    command = report.get("command", "python tools/quantize.py --model saved_model_trt --data ../shared/fer2013 --json docs/quantization.json")
+    lines = [f"Command: `{command}` (split: {report['split']}).", "",
+             f"| variant | {report['split']} accuracy | macro-F1 | ms / face, batch 1 | ms / face, batched | size |",
+             "|---|---|---|---|---|---|"]
+    for row in report["variants"]:
+        name = f"**{row['variant']} (`model.int8.onnx`, shipped)**" if row["variant"] == SHIPPED else row["variant"]
+        drop = f" (−{row['accuracy_drop_points']:.2f})" if row["accuracy_drop_points"] else ""
+        lines.append(f"| {name} | {100 * row['accuracy']:.2f}%{drop} | {row['macro_f1']:.3f} | {row['ms_per_face_batch1']:.1f} | "
+                     f"{row['ms_per_face']:.1f} | {row['onnx_mb']:.1f} MB |")
+    return "\n".join(lines) + "\n"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,10 +4,12 @@ resident memory (RSS) and open file handles as it goes. A benchmark that reports
     nice -n 19 python tools/soak.py --minutes 20 --json soak.json
 
 Each pass opens the clip afresh (a reader thread and a decoder per pass, as a camera that
-reconnects would) and runs every frame through the app's pipeline (Haar -> classifier ->
-tracker -> smoother), the overlay, and the JSON-lines and annotated-video sinks, which stay
+reconnects would) and runs every frame through the app's pipeline (Haar faces with their
+ids -> classifier -> smoother), the overlay, and the JSON-lines and annotated-video sinks, which stay
 open for the whole run like a long headless job's. Frame numbers and times keep rising
-across passes, so the tracker and smoother see one long video.
+across passes, so the face finder and smoother see one long video. The JSON records the
+model file, the settings and how long the run really lasted; docs/RELIABILITY.md shows
+its table through ``python tools/docs_numbers.py``.
 
 Verdict, after the warm-up: RSS growth below 5% (last samples against the first after
 warm-up) and no more open file handles or threads than at warm-up. Results go to
@@ -25,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from detector.app import build_pipeline  # noqa: E402
-from detector.classifier import ModelConfig  # noqa: E402
-from detector.config import AppConfig  # noqa: E402
+from detector.bench import table_path  # noqa: E402
+from detector.classifier import resolve_model  # noqa: E402
+from detector.config import ModelConfig  # noqa: E402
+from detector.config import AppConfig, TrackingConfig  # noqa: E402
 from detector.outputs import JsonlSink, VideoSink  # noqa: E402
 from detector.overlay import Overlay  # noqa: E402
 from detector.paths import DEFAULT_MODEL_DIR, SAMPLE_CLIP  # noqa: E402
@@ -75,8 +79,8 @@ def sample(started: float, frames: int, passes: int) -> dict:
             "rss_mb": round(rss_mb(), 1), "handles": open_handles(), "threads": threading.active_count()}
 
 
-def soak(clip: Path, model: str, minutes: float, every: float, out_dir: Path) -> list[dict]:
-    pipeline = build_pipeline(AppConfig(model=ModelConfig(model)))
+def soak(clip: Path, config: AppConfig, minutes: float, every: float, out_dir: Path) -> list[dict]:
+    pipeline = build_pipeline(config)
     overlay = Overlay()
     started = time.monotonic()
     deadline = started + minutes * 60
@@ -84,7 +88,7 @@ def soak(clip: Path, model: str, minutes: float, every: float, out_dir: Path) ->
     next_sample = started + every
     frames = passes = 0
     offset_index, offset_time = 0, 0.0
-    with JsonlSink(out_dir / "soak.jsonl") as log, VideoSink(out_dir / "soak.mp4", 24.0) as video:
+    with pipeline, JsonlSink(out_dir / "soak.jsonl") as log, VideoSink(out_dir / "soak.mp4", 24.0) as video:
         while time.monotonic() < deadline:
             with open_source(str(clip)) as source:
                 last = None
@@ -136,7 +140,7 @@ def verdict(samples: list[dict], warmup_minutes: float) -> dict:
         "handles_at_warmup": max(handles) if handles else None, "handle_growth": handle_growth,
         "thread_growth": thread_growth,
         "frames": samples[-1]["frames"], "passes": samples[-1]["passes"],
-        "fps": round(samples[-1]["frames"] / max(seconds, 1e-9), 1),
+        "fps": round(samples[-1]["frames"] / max(seconds, 1e-9), 1), "minutes": round(seconds / 60, 2),
         "passed": growth < MAX_GROWTH_PERCENT and (handle_growth or 0) <= 0 and thread_growth <= 0,
     }
 
@@ -165,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak_") as temporary:
         out_dir = Path(args.keep) if args.keep else Path(temporary)
         out_dir.mkdir(parents=True, exist_ok=True)
-        samples = soak(Path(args.source), args.model, args.minutes, args.every, out_dir)
+        config = AppConfig(model=ModelConfig(args.model))
+        samples = soak(Path(args.source), config, args.minutes, args.every, out_dir)
     result = verdict(samples, warmup)
     print(f"after warm-up: RSS {result['rss_mb_at_warmup']} -> {result['rss_mb_at_end']} MB "
           f"({result['rss_growth_percent']:+.2f}%, trend {result['rss_trend_mb_per_minute']:+.3f} MB/min), "
@@ -177,10 +182,42 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python tools/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": {"python": platform.python_version(), "system": platform.platform(), "cpus": os.cpu_count()},
+            "model": _shown(Path(args.model)), "model_file": resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name,
+            "settings": {"smoothing_s": config.smoothing, "detector": asdict(config.detector), "tracking": asdict(TrackingConfig())},
             "verdict": result, "samples": samples,
         }
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        table_path(Path(args.json)).write_text(markdown(report), encoding="utf-8")
     return 0 if result["passed"] else 1
+
+
+def _shown(path: Path) -> str:
+    """A path as the JSON records it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def minutes(report: dict) -> float:
+    """How long the run really lasted (older JSON files have only the samples' seconds)."""
+    return report["verdict"].get("minutes", round(report["samples"][-1]["seconds"] / 60, 2))
+
+
+def markdown(report: dict) -> str:
+    """The table and verdict docs/RELIABILITY.md shows, from the JSON alone: about eight
+    samples spread over the run, the last one included."""
+    v, samples = report["verdict"], report["samples"]
+    picked = [samples[i] for i in sorted({*np.linspace(1, len(samples) - 1, 8).astype(int)})]
+    settings = report.get("settings")
+    lines = [f"Command: `{report['command']}`, {report['when']}, {minutes(report):g} minutes, "
+             f"{report['machine']['cpus']} CPUs; model `{Path(report.get('model', '?')).name}` (`{report.get('model_file', 'not recorded')}`)"
+             + (f", smoothing {settings['smoothing_s']} s, face search every {settings['detector']['full_every']} frames." if settings else "."),
+             "", "| minutes | frames | passes | RSS MB | handles | threads |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['seconds'] / 60:.2f} | {s['frames']} | {s['passes']} | {s['rss_mb']} | {s['handles']} | {s['threads']} |" for s in picked]
+    lines += ["", f"After a {v['warmup_minutes']:g}-minute warm-up: RSS {v['rss_mb_at_warmup']} -> {v['rss_mb_at_end']} MB "
+              f"({v['rss_growth_percent']:+.2f}%, trend {v['rss_trend_mb_per_minute']:+.3f} MB/min), handles "
+              f"{_signed(v['handle_growth'])}, threads {_signed(v['thread_growth'])}; {v['frames']} frames in {v['passes']} passes "
+              f"at {v['fps']} fps: **{'PASS' if v['passed'] else 'FAIL'}** (target: < {MAX_GROWTH_PERCENT:g}% RSS, no handle or thread growth)."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

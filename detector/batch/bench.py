@@ -99,7 +99,7 @@ def stage_costs(clip: Path, limit: int = 0) -> dict:
             result = stage(result)
             cpu[name] += time.process_time() - started
         results.append(result)
-    stages = {"detect": cpu["detect"], "classify": cpu["classify"], "track+smooth": cpu["track"] + cpu.get("smooth", 0.0)}
+    stages = {"detect": cpu["detect"], "classify": cpu["classify"], "track+smooth": cpu.get("smooth", 0.0)}  # ids come with detect now
     with tempfile.TemporaryDirectory() as tmp:
         started = time.process_time()
         with JsonlSink(Path(tmp) / "r.jsonl") as jsonl, ReportSink(Path(tmp) / "report", fps=fps, video=False) as report:

@@ -44,7 +44,7 @@ class StreamFrame(BaseModel):
     width: int
     height: int
     faces: list[StreamFace]
-    timings: dict[str, float] = Field(description="milliseconds per stage: decode, detect, classify, track, smooth, total")
+    timings: dict[str, float] = Field(description="milliseconds per stage: decode, detect (faces with their ids), classify, smooth, total")
 
 
 class ModelInfo(BaseModel):

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from detector.errors import UserError
-from detector.training.train import TrainConfig, train
+from detector.training.train import train
+from detector.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,13 @@ import numpy as np
 
 from detector.errors import UserError
 from detector.labels import FER2013_LABELS
+from detector.paths import DEFAULT_DATA_DIR  # noqa: F401 - the training modules' default, read from here
 from detector.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-#: Where ``train`` and ``evaluate`` read FER2013 unless told: ``$FER2013_DIR``, else this project's shared layout.
-DEFAULT_DATA_DIR = os.environ.get("FER2013_DIR") or "../shared/fer2013"
+
 #: Kaggle's ``Usage`` column -> our split names (val = PublicTest, test = PrivateTest).
 CSV_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 

@@ -33,7 +33,8 @@ BATCH = 256
 def teacher_probabilities(model: str, split: Split) -> np.ndarray:
     """``(N, C)`` float32 probabilities of one model on ``split``'s faces and their mirror
     images, averaged, columns in ``split.classes`` order."""
-    from detector.classifier import EmotionClassifier, ModelConfig
+    from detector.classifier import EmotionClassifier
+    from detector.config import ModelConfig
 
     classifier = EmotionClassifier(ModelConfig(model))
     columns = class_mapping(split.classes, classifier.labels)  # data class i -> model column

@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from detector.classifier import METRICS_FILE, EmotionClassifier, ModelConfig
+from detector.classifier import METRICS_FILE, EmotionClassifier
+from detector.config import ModelConfig
 from detector.errors import UserError
 from detector import flags
 from detector.training.data import DEFAULT_DATA_DIR, SPLITS, Split, class_mapping, load_split

@@ -14,12 +14,12 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from detector.training.data import DEFAULT_DATA_DIR
+from detector.config import TrainConfig
 
 RAW_WEIGHTS = "best.weights.h5"  # best raw weights on val (ModelCheckpoint)
 EMA_WEIGHTS = "best_ema.weights.h5"  # best weight average on val (EmaValidation)
@@ -27,32 +27,6 @@ EMA_WEIGHTS = "best_ema.weights.h5"  # best weight average on val (EmaValidation
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    arch: str = "fer_vgg"
-    data: str = DEFAULT_DATA_DIR
-    out: str = "runs/fer_vgg"
-    epochs: int = 60
-    batch_size: int = 64
-    img_size: int | None = None  # square input side; default: the architecture's own
-    channels: int | None = None  # default: the architecture's own
-    learning_rate: float = 0.05  # peak of the warm-up + cosine schedule (SGD, Nesterov)
-    warmup_epochs: int = 3
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    ema_momentum: float = 0.999  # per-step weight average, judged on val each epoch (0 = off)
-    dropout_rate: float = 0.4
-    augment: float = 1.0  # augmentation strength, 0 = off
-    teacher: str | None = None  # soft targets from python -m detector.training.distill (.npz)
-    distill_weight: float = 0.7  # targets = weight * teacher + (1 - weight) * one-hot, with --teacher
-    class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency
-    weights: str | None = None  # start from: local ImageNet weights (applications) or an earlier core's weights
-    limit: int = 0  # use only this many train/val images (smoke runs)
-    seed: int = 1337
-    verbose: int = 1  # Keras: 1 progress bar, 2 one line per epoch
-    precision: str = "auto"  # auto (mixed_float16 on a GPU, else float32), float32, mixed_float16, mixed_bfloat16
-    export: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def _accelerator() -> str | None:
