@@ -5,6 +5,7 @@ GUI calls (``imshow``, ``waitKey``) happen here on the main thread and nowhere e
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -76,10 +77,11 @@ def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = Non
     model once for many videos). The caller closes the pipeline (``with``, or ``close()``): it
     owns the face-search thread."""
     classifier = classifier or EmotionClassifier(config.model)
-    whole = WholeImageFallback(config.whole_image)
+    ids = itertools.count(1)  # face ids: one counter for the run, so no id is ever reused
+    whole = WholeImageFallback(config.whole_image, ids)
     stages = []
     if whole.mode != "always":
-        stages.append(("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector), config.tracking)))
+        stages.append(("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector), config.tracking, ids)))
     stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier))]
     if config.smoothing > 0:
         stages.append(("smooth", ProbabilitySmoother(config.smoothing, config.tracking)))

@@ -236,6 +236,16 @@ class FaceFinder:
         seen = self._known.take(self._known.missed == 0)  # only faces seen in this frame: no box over where one was
         return Faces(seen.boxes, ids=seen.ids)
 
+    def cancel(self) -> None:
+        """Wait for a full search still running on the worker thread (or drop one not yet
+        started): the finder that replaces this one uses the same cascade, which must not
+        run on two threads at once."""
+        if self._pending is not None:
+            future = self._pending[2]
+            if not future.cancel():
+                future.exception()  # waits; a failed search is of no interest to a finder being dropped
+            self._pending = None
+
     def _refind(self, gray: np.ndarray, time: float) -> bool:
         """Re-find each known face near its predicted box; True when a face just slipped."""
         known, weight = self._known, self.tracking.velocity_weight

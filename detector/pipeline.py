@@ -13,7 +13,7 @@ import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from detector.classifier import EmotionClassifier
 from detector.config import TrackingConfig
@@ -40,11 +40,12 @@ class DetectFaces(Stage):
     run on one worker thread with a cascade of their own. Ids come from one counter for
     the whole run, so a new source never reuses an id."""
 
-    def __init__(self, detector: HaarFaceDetector, tracking: TrackingConfig = TrackingConfig()):
+    def __init__(self, detector: HaarFaceDetector, tracking: TrackingConfig = TrackingConfig(),
+                 ids: Iterator[int] | None = None):
         self.detector, self.tracking = detector, tracking
         self._searcher = detector.copy()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-search")
-        self._ids = itertools.count(1)
+        self._ids = ids if ids is not None else itertools.count(1)
         self._find = self._finder()
 
     def _finder(self) -> FaceFinder:
@@ -54,6 +55,7 @@ class DetectFaces(Stage):
         return replace(result, faces=self._find(result.image, result.time))
 
     def reset(self) -> None:
+        self._find.cancel()  # its search may still run on the worker, on the cascade the next finder uses
         self._find = self._finder()
 
     def close(self) -> None:

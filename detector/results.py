@@ -19,7 +19,7 @@ class Faces:
     ``boxes`` are ``x, y, w, h`` in frame pixels, clamped to the frame.
     ``probs`` has one column per class once classified (zero columns before).
     ``raw_probs`` are the classifier's own, before temporal smoothing.
-    ``ids`` are track ids (-1 until tracked).
+    ``ids`` are face ids: the face finder's, or the whole-image stage's (-1: none yet).
     """
 
     boxes: np.ndarray

@@ -9,7 +9,7 @@ import numpy as np
 
 from detector.results import FrameResult
 
-UNTRACKED = -1  # faces without a track id (no tracker in the pipeline) are grouped under this id
+UNTRACKED = -1  # faces without an id (a stage added one without asking the pipeline's counter) are grouped here
 
 
 @dataclass

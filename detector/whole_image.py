@@ -8,6 +8,9 @@ the face it shows. Modes (``--whole-image``):
 
 * ``auto``: a face-sized picture with no face-filling detection is classified whole,
   flagged ``"whole_image": true`` in the JSON lines; other frames are left alone.
+
+The whole picture is one face with an id from the pipeline's counter (the face finder's):
+one id per source, so each image of a folder is its own face and a video keeps one.
 * ``always``: every frame is classified whole (detection is skipped; the app leaves the
   detect stage out).
 * ``never``: detection only; a frame without a detected face has no result.
@@ -15,7 +18,9 @@ the face it shows. Modes (``--whole-image``):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
+from typing import Iterator
 
 import numpy as np
 
@@ -38,10 +43,12 @@ def is_face_picture(height: int, width: int) -> bool:
 class WholeImageFallback:
     """Pipeline stage after detection, before classification (``FrameResult -> FrameResult``)."""
 
-    def __init__(self, mode: str = "auto"):
+    def __init__(self, mode: str = "auto", ids: Iterator[int] | None = None):
         if mode not in WHOLE_IMAGE_MODES:
             raise ValueError(f"whole-image mode must be one of {', '.join(WHOLE_IMAGE_MODES)}, got {mode!r}")
         self.mode = mode
+        self._ids = ids if ids is not None else itertools.count(1)  # the pipeline's: shared with the face finder
+        self._id: int | None = None  # the whole picture's face id in this source
 
     def __call__(self, result: FrameResult) -> FrameResult:
         height, width = result.image.shape[:2]
@@ -52,10 +59,13 @@ class WholeImageFallback:
             keep = sides >= FACE_SHARE * min(height, width)
             if keep.any():
                 return replace(result, faces=Faces(result.faces.boxes[keep], ids=result.faces.ids[keep]))
-        return replace(result, faces=Faces(np.array([[0, 0, width, height]])), whole_image=True)
+        if self._id is None:
+            self._id = next(self._ids)
+        return replace(result, faces=Faces(np.array([[0, 0, width, height]]), ids=np.array([self._id])), whole_image=True)
 
     def reset(self) -> None:
-        """Stateless: nothing to forget when the source changes."""
+        """A new source (the next image of a folder): its whole picture is a new face, with a new id."""
+        self._id = None
 
     def close(self) -> None:
-        """Stateless: nothing to release."""
+        """Nothing to release."""

@@ -226,6 +226,8 @@ def test_precropped_faces_each_get_one_result(cases, tmp_path):
     right = sum(face["label"] == name.split("_")[0] for name, (face,) in faces.items())
     assert right >= 8, f"{right} of 12 right"  # FER2013 test faces; chance is 1/7
     assert "classified whole" in done.stderr
+    ids = [face.get("id") for (face,) in faces.values()]
+    assert None not in ids and len(set(ids)) == 12, f"each picture is its own face, with its own id: {ids}"
 
 
 @pytest.mark.parametrize("mode,faces_48,whole_224", [("never", 0, 0), ("always", 1, 6)])
