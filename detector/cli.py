@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from detector.errors import EXIT_USER_ERROR, UserError
-from detector.whole_image import FACE_PICTURE_MAX_SIDE, WHOLE_IMAGE_MODES
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
 
 #: ``main.py NAME ...`` -> the module and function that run it, imported only when asked for
@@ -55,10 +54,7 @@ def run_parser() -> argparse.ArgumentParser:
                      "(default: camera 0, else the bundled sample clip)")
     src.add_argument("--reconnect-seconds", type=float, default=AppConfig.reconnect_seconds, metavar="SECONDS",
                      help="keep retrying a camera or stream that stops delivering frames this long (default 30)")
-    src.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: all)")
-    src.add_argument("--whole-image", choices=WHOLE_IMAGE_MODES, default="auto",
-                     help="classify the whole picture as one face: auto = a face-sized picture (square-ish, at most "
-                          f"{FACE_PICTURE_MAX_SIDE} px) where no face is found; always = skip detection; never")
+    src.add_argument("--max-frames", type=int, default=AppConfig.max_frames, help="stop after N frames (default: all)")
     add_model_flags(p)
     add_detection_flags(p)
     out = p.add_argument_group("output")
@@ -66,7 +62,7 @@ def run_parser() -> argparse.ArgumentParser:
     out.add_argument("--log", help="write one JSON line per processed frame to this file")
     out.add_argument("--output", help="write the annotated video to this file (.mp4 or .avi)")
     out.add_argument("--report", metavar="DIR", help="write DIR/frames.csv, summary.json, timeline.png and annotated.mp4")
-    out.add_argument("--snapshot-dir", default=".", help="where the s key saves PNG snapshots (default: .)")
+    out.add_argument("--snapshot-dir", default=AppConfig.snapshot_dir, help="where the s key saves PNG snapshots (default: .)")
     add_smoothing_flag(out)
     out.add_argument("--no-bars", action="store_true", help="hide the per-class bars of the largest face")
     out.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
@@ -89,7 +85,6 @@ def config_from_args(args: argparse.Namespace):
     config = pipeline_config(args)
     return replace(
         config,
-        whole_image=args.whole_image,
         source=args.source,
         display=display,
         log=args.log,
@@ -119,7 +114,12 @@ def _command(name: str, argv: list[str]) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     module, function = COMMANDS[name]
-    return getattr(importlib.import_module(module), function)(argv)
+    try:
+        command = getattr(importlib.import_module(module), function)
+    except ModuleNotFoundError as error:  # a lean build, or an optional requirements file not installed
+        raise UserError(f"main.py {name} needs {error.name}, which this installation does not have "
+                        "(from source: python -m pip install -r requirements.txt; the lean bundle has no training)") from None
+    return command(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

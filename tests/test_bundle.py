@@ -142,7 +142,7 @@ def test_frozen_report_matches_the_source_report(both_runs):
     got_rows = list(csv.DictReader((got_dir / "frames.csv").open()))
     want_rows = list(csv.DictReader((want_dir / "frames.csv").open()))
     assert len(got_rows) == len(want_rows) > 0
-    exact = ("frame", "time", "id", "x", "y", "w", "h", "label")
+    exact = ("source", "frame", "time", "id", "x", "y", "w", "h", "label")
     for got, want in zip(got_rows, want_rows):
         assert list(got) == list(want)
         assert [got[key] for key in exact] == [want[key] for key in exact]

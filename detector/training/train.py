@@ -101,7 +101,7 @@ def train(config: TrainConfig) -> Path:
     clock = _TrainClock(out / "train_time.json", resumed)
     one_hot = np.eye(len(classes), dtype="float32")
     callbacks = [
-        *([EmaValidation(core, _to_input(train_split.images[np.random.default_rng(config.seed).permutation(len(train_split))]),
+        *([EmaValidation(_to_input(train_split.images[np.random.default_rng(config.seed).permutation(len(train_split))]),
                          _to_input(val_split.images), one_hot[val_split.labels], out / EMA_WEIGHTS,
                          _best(earlier, EMA_METRIC), config.batch_size)] if config.ema_momentum else []),
         keras.callbacks.LambdaCallback(on_epoch_end=clock.save),
