@@ -269,3 +269,51 @@ def test_the_desktop_app_imports_neither_ray_nor_the_batch(tmp_path):
             "print(code, sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'detector.batch'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.stdout.split() == ["0", "[]"], result.stderr
+
+
+SHORT_FRAMES = 12  # a short real clip: enough for a face and a summary, quick to analyse
+
+
+def _short(path: Path, first: int = 0, frames: int = SHORT_FRAMES) -> Path:
+    return _cut(SAMPLE_CLIP, first, frames, path)
+
+
+def test_dot_names_never_reach_outside_their_own_result_folder(tmp_path):
+    """``..mp4``'s stem is ``.``, ``...mp4``'s is ``..``: as folder names they would be --out
+    itself or its parent, and the store's staging clean-up would delete them."""
+    videos = tmp_path / "videos"
+    for name in ("..mp4", "...mp4", ".staging.mp4", "input.mp4"):
+        _short(videos / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's own file\n")
+    (tmp_path / "beside.txt").write_text("next to --out\n")
+    assert main(["batch", str(videos), "--out", str(out), "--workers", "1"]) == 0
+    assert (out / "keep.txt").is_file() and (tmp_path / "beside.txt").is_file()
+    rows = _csv(out / "summary.csv")
+    assert sorted({row["video"] for row in rows}) == sorted(str(videos / n) for n in ("..mp4", "...mp4", ".staging.mp4", "input.mp4"))
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 4 and not any(p.name.startswith(".") for p in folders)
+    assert {json.loads((p / "complete.json").read_text())["input"] for p in folders} == {row["video"] for row in rows}
+
+
+def test_a_second_batch_with_the_same_file_name_keeps_both_results(tmp_path, capsys):
+    day1, day2, out = _short(tmp_path / "day1/GOPR0001.mp4", 0), _short(tmp_path / "day2/GOPR0001.mp4", 200), tmp_path / "res"
+    assert main(["batch", str(tmp_path / "day1"), "--out", str(out), "--workers", "1"]) == 0
+    first = (out / "GOPR0001" / "frames.csv").read_text()
+    assert main(["batch", str(tmp_path / "day2"), "--out", str(out), "--workers", "1"]) == 0
+    markers = {json.loads(p.read_text())["input"]: p.parent for p in out.glob("*/complete.json")}
+    assert set(markers) == {str(day1), str(day2)}
+    assert (markers[str(day1)] / "frames.csv").read_text() == first
+    assert (markers[str(day2)] / "frames.csv").read_text() != first  # another part of the clip
+    capsys.readouterr()
+    for day in ("day1", "day2"):  # each rerun finds its own folder again
+        assert main(["batch", str(tmp_path / day), "--out", str(out), "--workers", "1"]) == 0
+        assert "0 analysed now, 1 already complete" in capsys.readouterr().err
+    assert [row["video"] for row in _csv(out / "summary.csv")] == [str(day2)]
+
+
+def test_names_that_differ_only_in_case_get_two_folders(tmp_path):
+    """One folder on Windows and macOS, whose disks ignore case."""
+    names = result_names([str(tmp_path / "Clip.mp4"), str(tmp_path / "sub/clip.mp4")])
+    assert len({name.casefold() for name in names.values()}) == 2

@@ -100,7 +100,7 @@ def run_batch(inputs: list[str], store: ResultStore, engine) -> Tally:
     interrupted, so they always match the per-input results."""
     from detector.progress import progress
 
-    names = result_names(inputs)
+    names = {item: store.owned_name(item, name) for item, name in result_names(inputs).items()}
     todo = [item for item in inputs if not store.is_complete(item, names[item])]
     tally = Tally(inputs=len(inputs), skipped=len(inputs) - len(todo))
     jobs = [(item, store.staging(names[item])) for item in todo]
