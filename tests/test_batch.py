@@ -317,3 +317,18 @@ def test_names_that_differ_only_in_case_get_two_folders(tmp_path):
     """One folder on Windows and macOS, whose disks ignore case."""
     names = result_names([str(tmp_path / "Clip.mp4"), str(tmp_path / "sub/clip.mp4")])
     assert len({name.casefold() for name in names.values()}) == 2
+
+
+def test_a_still_image_is_a_failure_and_the_batch_goes_on(tmp_path):
+    video = _short(tmp_path / "in/clip.mp4")
+    capture = cv2.VideoCapture(str(SAMPLE_CLIP))
+    image = tmp_path / "in/still.jpg"
+    assert cv2.imwrite(str(image), capture.read()[1])  # a real frame with a real face
+    capture.release()
+    out = tmp_path / "out"
+    for _ in range(2):  # and a rerun too
+        assert main(["batch", str(video), str(image), "--out", str(out), "--workers", "1"]) == 1
+        assert [row["video"] for row in _csv(out / "summary.csv")] == [str(video)]
+        failures = _csv(out / "failures.csv")
+        assert [row["input"] for row in failures] == [str(image)]
+        assert failures[0]["error"].startswith("not a video: still.jpg") and "\n" not in failures[0]["error"]
