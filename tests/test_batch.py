@@ -332,3 +332,26 @@ def test_a_still_image_is_a_failure_and_the_batch_goes_on(tmp_path):
         failures = _csv(out / "failures.csv")
         assert [row["input"] for row in failures] == [str(image)]
         assert failures[0]["error"].startswith("not a video: still.jpg") and "\n" not in failures[0]["error"]
+
+
+def test_a_changed_model_file_redoes_the_inputs(tmp_path, capsys):
+    """The model path stays the same; the file that runs in it is replaced (retrained, re-exported)."""
+    import shutil
+
+    from detector.classifier import resolve_model
+    from detector.paths import DEFAULT_MODEL_DIR, resource
+
+    model = shutil.copytree(resource(DEFAULT_MODEL_DIR), tmp_path / "model")
+    video, out = _short(tmp_path / "in/clip.mp4"), tmp_path / "out"
+    run = ["batch", str(video), "--out", str(out), "--workers", "1", "--model", str(model)]
+    assert main(run) == 0
+    capsys.readouterr()
+    assert main(run) == 0
+    assert "0 analysed now, 1 already complete" in capsys.readouterr().err
+    _, model_file = resolve_model(model, "auto")
+    stat = model_file.stat()
+    os.utime(model_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert main(run) == 0
+    assert "1 analysed now, 0 already complete" in capsys.readouterr().err
+    assert main(run) == 0
+    assert "0 analysed now, 1 already complete" in capsys.readouterr().err
