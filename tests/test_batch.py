@@ -355,3 +355,40 @@ def test_a_changed_model_file_redoes_the_inputs(tmp_path, capsys):
     assert "1 analysed now, 0 already complete" in capsys.readouterr().err
     assert main(run) == 0
     assert "0 analysed now, 1 already complete" in capsys.readouterr().err
+
+
+def _workers(driver: int) -> list[int]:
+    """The pool's worker processes: children of ``driver`` started by multiprocessing's spawn
+    (not its resource tracker), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == driver and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker in /proc")
+def test_a_killed_worker_fails_only_its_own_video(tmp_path):
+    """SIGKILL the worker while it analyses the first of three videos: that one fails, the
+    two not yet started are analysed by a new pool."""
+    videos = [_short(tmp_path / f"in/clip{k}.mp4", 100 * k, 120) for k in range(3)]
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(tmp_path / "in"), "--out", str(out),
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    staged, deadline = out / ".staging" / "clip0" / "frames.csv", time.monotonic() + 300
+    while not (staged.is_file() and staged.read_text().count("\n") > 5):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch never started its first video"
+        time.sleep(0.02)
+    workers = _workers(process.pid)
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    assert process.wait(timeout=300) == 1, process.stderr.read().decode()
+    assert _csv(out / "failures.csv") == [{"input": str(videos[0]), "error": "the worker process analysing it died"}]
+    assert [row["video"] for row in _csv(out / "summary.csv")] == [str(v) for v in videos[1:]]
+    for video in videos[1:]:
+        assert len((out / video.stem / "results.jsonl").read_text().splitlines()) == 120
