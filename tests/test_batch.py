@@ -392,3 +392,25 @@ def test_a_killed_worker_fails_only_its_own_video(tmp_path):
     assert [row["video"] for row in _csv(out / "summary.csv")] == [str(v) for v in videos[1:]]
     for video in videos[1:]:
         assert len((out / video.stem / "results.jsonl").read_text().splitlines()) == 120
+
+
+def test_the_stage_costs_cover_every_stage_of_the_apps_pipeline_and_close_it():
+    """On the real sample clip: a column per stage that ``build_pipeline`` makes, in its order,
+    adding up to the total; and no face-search thread left running afterwards."""
+    import threading
+
+    from detector.app import build_pipeline
+    from detector.batch.bench import markdown, stage_costs
+    from detector.config import AppConfig
+
+    with build_pipeline(AppConfig()) as pipeline:
+        names = [name for name, _ in pipeline.stages]
+    before = {t for t in threading.enumerate() if t.name.startswith("face-search")}
+    costs = stage_costs(SAMPLE_CLIP, limit=40)
+    assert not {t for t in threading.enumerate() if t.name.startswith("face-search") and t.is_alive()} - before
+    assert list(costs["ms"]) == ["decode", *names, "write"]
+    assert "whole_image" in names and all(v >= 0 for v in costs["ms"].values()) and costs["ms"]["detect"] > 0
+    assert costs["total_ms"] == pytest.approx(sum(costs["ms"].values()), abs=0.05)
+    report = json.loads((REPO_ROOT / "docs" / "scaling.json").read_text(encoding="utf-8"))
+    table = markdown({**report, "stages": [costs]})
+    assert "| frame size | decode | " + " | ".join(names) + " | write | total | annotate |" in table
