@@ -414,3 +414,33 @@ def test_the_stage_costs_cover_every_stage_of_the_apps_pipeline_and_close_it():
     report = json.loads((REPO_ROOT / "docs" / "scaling.json").read_text(encoding="utf-8"))
     table = markdown({**report, "stages": [costs]})
     assert "| frame size | decode | " + " | ".join(names) + " | write | total | annotate |" in table
+
+
+def test_the_videos_bar_counts_videos(tmp_path):
+    """The bars as a terminal shows them (stderr a real pseudo-terminal)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    video = _short(tmp_path / "in/clip.mp4")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # 160 columns: room for the bars
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(video), "--out", str(tmp_path / "out"),
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the batch closed the terminal's other end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0
+    bars = shown.decode(errors="replace").replace("\r", "\n").splitlines()
+    videos = [line for line in bars if line.startswith("videos:") and "1/1" in line]
+    assert videos and all("video/s" in line or "s/video" in line for line in videos), bars
+    assert any(line.startswith("frames:") and "frame" in line.split("]")[-2] for line in bars if "]" in line), bars
