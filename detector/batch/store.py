@@ -45,7 +45,8 @@ def input_identity(item: str) -> dict:
 
 
 class ResultStore:
-    """``settings``: what the results depend on (model, detector, smoothing, annotate), JSON-able;
+    """``settings``: what the results depend on (``batch.cli.settings``: model and its file, detector,
+    tracking, smoothing, annotate ...), JSON-able;
     results made with other settings are not complete for this run."""
 
     def __init__(self, out_dir: Path, settings: dict):
