@@ -10,4 +10,4 @@ def progress(total: int, description: str = "frames"):
     terminal (logs, CI, pipes), so captured output stays the run's own lines."""
     from tqdm import tqdm
 
-    return tqdm(total=total or None, desc=description, unit="frame", dynamic_ncols=True, disable=not sys.stderr.isatty())
+    return tqdm(total=total or None, desc=description, unit=description.removesuffix("s"), dynamic_ncols=True, disable=not sys.stderr.isatty())

@@ -269,3 +269,178 @@ def test_the_desktop_app_imports_neither_ray_nor_the_batch(tmp_path):
             "print(code, sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'detector.batch'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.stdout.split() == ["0", "[]"], result.stderr
+
+
+SHORT_FRAMES = 12  # a short real clip: enough for a face and a summary, quick to analyse
+
+
+def _short(path: Path, first: int = 0, frames: int = SHORT_FRAMES) -> Path:
+    return _cut(SAMPLE_CLIP, first, frames, path)
+
+
+def test_dot_names_never_reach_outside_their_own_result_folder(tmp_path):
+    """``..mp4``'s stem is ``.``, ``...mp4``'s is ``..``: as folder names they would be --out
+    itself or its parent, and the store's staging clean-up would delete them."""
+    videos = tmp_path / "videos"
+    for name in ("..mp4", "...mp4", ".staging.mp4", "input.mp4"):
+        _short(videos / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's own file\n")
+    (tmp_path / "beside.txt").write_text("next to --out\n")
+    assert main(["batch", str(videos), "--out", str(out), "--workers", "1"]) == 0
+    assert (out / "keep.txt").is_file() and (tmp_path / "beside.txt").is_file()
+    rows = _csv(out / "summary.csv")
+    assert sorted({row["video"] for row in rows}) == sorted(str(videos / n) for n in ("..mp4", "...mp4", ".staging.mp4", "input.mp4"))
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 4 and not any(p.name.startswith(".") for p in folders)
+    assert {json.loads((p / "complete.json").read_text())["input"] for p in folders} == {row["video"] for row in rows}
+
+
+def test_a_second_batch_with_the_same_file_name_keeps_both_results(tmp_path, capsys):
+    day1, day2, out = _short(tmp_path / "day1/GOPR0001.mp4", 0), _short(tmp_path / "day2/GOPR0001.mp4", 200), tmp_path / "res"
+    assert main(["batch", str(tmp_path / "day1"), "--out", str(out), "--workers", "1"]) == 0
+    first = (out / "GOPR0001" / "frames.csv").read_text()
+    assert main(["batch", str(tmp_path / "day2"), "--out", str(out), "--workers", "1"]) == 0
+    markers = {json.loads(p.read_text())["input"]: p.parent for p in out.glob("*/complete.json")}
+    assert set(markers) == {str(day1), str(day2)}
+    assert (markers[str(day1)] / "frames.csv").read_text() == first
+    assert (markers[str(day2)] / "frames.csv").read_text() != first  # another part of the clip
+    capsys.readouterr()
+    for day in ("day1", "day2"):  # each rerun finds its own folder again
+        assert main(["batch", str(tmp_path / day), "--out", str(out), "--workers", "1"]) == 0
+        assert "0 analysed now, 1 already complete" in capsys.readouterr().err
+    assert [row["video"] for row in _csv(out / "summary.csv")] == [str(day2)]
+
+
+def test_names_that_differ_only_in_case_get_two_folders(tmp_path):
+    """One folder on Windows and macOS, whose disks ignore case."""
+    names = result_names([str(tmp_path / "Clip.mp4"), str(tmp_path / "sub/clip.mp4")])
+    assert len({name.casefold() for name in names.values()}) == 2
+
+
+def test_a_still_image_is_a_failure_and_the_batch_goes_on(tmp_path):
+    video = _short(tmp_path / "in/clip.mp4")
+    capture = cv2.VideoCapture(str(SAMPLE_CLIP))
+    image = tmp_path / "in/still.jpg"
+    assert cv2.imwrite(str(image), capture.read()[1])  # a real frame with a real face
+    capture.release()
+    out = tmp_path / "out"
+    for _ in range(2):  # and a rerun too
+        assert main(["batch", str(video), str(image), "--out", str(out), "--workers", "1"]) == 1
+        assert [row["video"] for row in _csv(out / "summary.csv")] == [str(video)]
+        failures = _csv(out / "failures.csv")
+        assert [row["input"] for row in failures] == [str(image)]
+        assert failures[0]["error"].startswith("not a video: still.jpg") and "\n" not in failures[0]["error"]
+
+
+def test_a_changed_model_file_redoes_the_inputs(tmp_path, capsys):
+    """The model path stays the same; the file that runs in it is replaced (retrained, re-exported)."""
+    import shutil
+
+    from detector.classifier import resolve_model
+    from detector.paths import DEFAULT_MODEL_DIR, resource
+
+    model = shutil.copytree(resource(DEFAULT_MODEL_DIR), tmp_path / "model")
+    video, out = _short(tmp_path / "in/clip.mp4"), tmp_path / "out"
+    run = ["batch", str(video), "--out", str(out), "--workers", "1", "--model", str(model)]
+    assert main(run) == 0
+    capsys.readouterr()
+    assert main(run) == 0
+    assert "0 analysed now, 1 already complete" in capsys.readouterr().err
+    _, model_file = resolve_model(model, "auto")
+    stat = model_file.stat()
+    os.utime(model_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert main(run) == 0
+    assert "1 analysed now, 0 already complete" in capsys.readouterr().err
+    assert main(run) == 0
+    assert "0 analysed now, 1 already complete" in capsys.readouterr().err
+
+
+def _workers(driver: int) -> list[int]:
+    """The pool's worker processes: children of ``driver`` started by multiprocessing's spawn
+    (not its resource tracker), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == driver and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker in /proc")
+def test_a_killed_worker_fails_only_its_own_video(tmp_path):
+    """SIGKILL the worker while it analyses the first of three videos: that one fails, the
+    two not yet started are analysed by a new pool."""
+    videos = [_short(tmp_path / f"in/clip{k}.mp4", 100 * k, 120) for k in range(3)]
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(tmp_path / "in"), "--out", str(out),
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    staged, deadline = out / ".staging" / "clip0" / "frames.csv", time.monotonic() + 300
+    while not (staged.is_file() and staged.read_text().count("\n") > 5):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch never started its first video"
+        time.sleep(0.02)
+    workers = _workers(process.pid)
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    assert process.wait(timeout=300) == 1, process.stderr.read().decode()
+    assert _csv(out / "failures.csv") == [{"input": str(videos[0]), "error": "the worker process analysing it died"}]
+    assert [row["video"] for row in _csv(out / "summary.csv")] == [str(v) for v in videos[1:]]
+    for video in videos[1:]:
+        assert len((out / video.stem / "results.jsonl").read_text().splitlines()) == 120
+
+
+def test_the_stage_costs_cover_every_stage_of_the_apps_pipeline_and_close_it():
+    """On the real sample clip: a column per stage that ``build_pipeline`` makes, in its order,
+    adding up to the total; and no face-search thread left running afterwards."""
+    import threading
+
+    from detector.app import build_pipeline
+    from detector.batch.bench import markdown, stage_costs
+    from detector.config import AppConfig
+
+    with build_pipeline(AppConfig()) as pipeline:
+        names = [name for name, _ in pipeline.stages]
+    before = {t for t in threading.enumerate() if t.name.startswith("face-search")}
+    costs = stage_costs(SAMPLE_CLIP, limit=40)
+    assert not {t for t in threading.enumerate() if t.name.startswith("face-search") and t.is_alive()} - before
+    assert list(costs["ms"]) == ["decode", *names, "write"]
+    assert "whole_image" in names and all(v >= 0 for v in costs["ms"].values()) and costs["ms"]["detect"] > 0
+    assert costs["total_ms"] == pytest.approx(sum(costs["ms"].values()), abs=0.05)
+    report = json.loads((REPO_ROOT / "docs" / "scaling.json").read_text(encoding="utf-8"))
+    table = markdown({**report, "stages": [costs]})
+    assert "| frame size | decode | " + " | ".join(names) + " | write | total | annotate |" in table
+
+
+def test_the_videos_bar_counts_videos(tmp_path):
+    """The bars as a terminal shows them (stderr a real pseudo-terminal)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    video = _short(tmp_path / "in/clip.mp4")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # 160 columns: room for the bars
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(video), "--out", str(tmp_path / "out"),
+                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the batch closed the terminal's other end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0
+    bars = shown.decode(errors="replace").replace("\r", "\n").splitlines()
+    videos = [line for line in bars if line.startswith("videos:") and "1/1" in line]
+    assert videos and all("video/s" in line or "s/video" in line for line in videos), bars
+    assert any(line.startswith("frames:") and "frame" in line.split("]")[-2] for line in bars if "]" in line), bars

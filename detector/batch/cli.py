@@ -18,7 +18,7 @@ from pathlib import Path
 
 from detector.batch.combine import FAILURES_FILE, SUMMARY_FILE, combine
 from detector.batch.inputs import collect_inputs, result_names
-from detector.batch.store import ResultStore
+from detector.batch.store import ResultStore, input_identity
 from detector.config import AppConfig
 from detector.errors import UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
@@ -66,10 +66,23 @@ class Tally:
 
 
 def settings(config: AppConfig, annotate: bool) -> dict:
-    """What the results depend on: a rerun with other settings redoes the inputs."""
+    """What the results depend on: a rerun with other settings, or with another model file
+    where the model path was (a retrained or re-exported model), redoes the inputs."""
     model = {k: v for k, v in asdict(config.model).items() if k != "threads"}  # threads change speed, not results
-    return {"model": model, "detector": asdict(config.detector), "cascade": config.cascade,
+    return {"model": model, "model_file": model_file_identity(config), "detector": asdict(config.detector),
+            "tracking": asdict(config.tracking), "whole_image": config.whole_image, "cascade": config.cascade,
             "smoothing": config.smoothing, "annotate": annotate}
+
+
+def model_file_identity(config: AppConfig) -> dict:
+    """The file that runs (``resolve_model``'s choice: the int8 copy, the ONNX file, a
+    SavedModel's ``saved_model.pb``) with its size and modification time, as inputs are
+    identified. Raises ModelError (a UserError) where there is no model."""
+    from detector.classifier import resolve_model
+
+    backend, path = resolve_model(Path(config.model.path), config.model.backend, config.model.int8)
+    path = path / "saved_model.pb" if path.is_dir() else path
+    return {"backend": backend, "file": str(path.resolve()), **input_identity(str(path))}
 
 
 def check_pipeline(config: AppConfig) -> None:
@@ -100,7 +113,7 @@ def run_batch(inputs: list[str], store: ResultStore, engine) -> Tally:
     interrupted, so they always match the per-input results."""
     from detector.progress import progress
 
-    names = result_names(inputs)
+    names = {item: store.owned_name(item, name) for item, name in result_names(inputs).items()}
     todo = [item for item in inputs if not store.is_complete(item, names[item])]
     tally = Tally(inputs=len(inputs), skipped=len(inputs) - len(todo))
     jobs = [(item, store.staging(names[item])) for item in todo]

@@ -73,16 +73,24 @@ def _listed(list_file: Path) -> list[str]:
 
 
 def result_names(inputs: list[str]) -> dict[str, str]:
-    """Input -> the name of its result folder: the file name without suffix, or, where two
-    inputs share it, that name plus 8 hex digits of the input's absolute path (stable across
-    runs, so resume finds the folder again)."""
+    """Input -> the name of its result folder: :func:`safe_stem` of the file name, or, where
+    two inputs share it (compared casefolded: ``Clip.mp4`` and ``clip.mp4`` are one folder on
+    Windows and macOS), :func:`hashed_name` (stable across runs, so resume finds the folder again)."""
     stems: dict[str, int] = {}
     for item in inputs:
-        stems[Path(item).stem] = stems.get(Path(item).stem, 0) + 1
-    names = {}
-    for item in inputs:
-        stem = Path(item).stem or "input"
-        if stems[Path(item).stem] > 1:
-            stem += "-" + hashlib.sha1(str(Path(item).resolve()).encode()).hexdigest()[:8]
-        names[item] = stem
-    return names
+        key = safe_stem(item).casefold()
+        stems[key] = stems.get(key, 0) + 1
+    return {item: hashed_name(item) if stems[safe_stem(item).casefold()] > 1 else safe_stem(item) for item in inputs}
+
+
+def safe_stem(item: str) -> str:
+    """The file name without suffix and without leading dots, or ``input`` if nothing is left:
+    never empty, ``.``, ``..`` or a hidden name such as the store's ``.staging``, so a result
+    folder is always a child of ``--out`` that no other part of the store uses."""
+    return Path(item).stem.lstrip(".") or "input"
+
+
+def hashed_name(item: str) -> str:
+    """:func:`safe_stem` plus 8 hex digits of the input's absolute path: the name of an input
+    whose stem another input (of this run or, see ``ResultStore.owned_name``, an earlier one) has."""
+    return safe_stem(item) + "-" + hashlib.sha1(str(Path(item).resolve()).encode()).hexdigest()[:8]

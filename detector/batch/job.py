@@ -67,10 +67,16 @@ def analyse(item: str, work_dir: Path, config: AppConfig, classifier=None, annot
     inputs (None loads ``config.model``). ``on_frames(n)`` is called as frames are processed.
     A bad input (not found, not a video, damaged, no frames) or any other error in it
     becomes ``Outcome(ok=False)``, so one file never stops a batch; Ctrl+C still ends it.
+    A still image is refused too: the app would analyse it, but a batch's results are a
+    video's (a duration, an fps, a timeline).
     """
     from detector.app import run  # the app's own loop: one copy of it
+    from detector.sources import is_image_file
 
     started_wall, started_cpu = time.perf_counter(), time.process_time()
+    if Path(item).is_file() and is_image_file(Path(item)):
+        return _failed(item, f"not a video: {Path(item).name} is a still image (analyse it with main.py --source)",
+                       started_wall, started_cpu)
     ticks = _Ticks(on_frames)
     try:
         stats = run(input_config(config, item, work_dir, annotate), classifier=classifier, bar=ticks)

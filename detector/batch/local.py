@@ -52,11 +52,17 @@ def _stop(signum, frame) -> None:
 def _job(item: str, work_dir: str) -> Outcome:
     if _worker.get("stopping"):
         raise KeyboardInterrupt
+    frames = _worker["frames"]
+    frames.put((item, 0))  # started: if this worker dies now, only this input is lost
     try:
-        return analyse(item, Path(work_dir), _worker["config"], _worker["classifier"], _worker["annotate"], _worker["frames"].put)
+        return analyse(item, Path(work_dir), _worker["config"], _worker["classifier"], _worker["annotate"],
+                       lambda count: frames.put((item, count)))
     except KeyboardInterrupt:
         _worker["stopping"] = True
         raise
+
+
+Job = tuple[str, Path]  # (input, staging folder)
 
 
 class LocalEngine:
@@ -65,36 +71,54 @@ class LocalEngine:
     def __init__(self, config: AppConfig, annotate: bool, workers: int):
         self.config, self.annotate, self.workers = config, annotate, workers
 
-    def run(self, jobs: list[tuple[str, Path]], on_frames: Callable[[int], None]) -> Iterator[Outcome]:
+    def run(self, jobs: list[Job], on_frames: Callable[[int], None]) -> Iterator[Outcome]:
         """Outcomes of ``(input, staging folder)`` jobs, in the order they finish. Spawned
-        workers (not forked): the same on Linux, macOS and Windows, and no driver threads copied."""
+        workers (not forked): the same on Linux, macOS and Windows, and no driver threads copied.
+
+        A worker that dies (killed, out of memory, a crash in native code) breaks the pool:
+        the inputs that had started then fail, the ones not yet started go to a new pool."""
         context = multiprocessing.get_context("spawn")
         frames = context.Queue()
-        with ProcessPoolExecutor(min(self.workers, len(jobs)) or 1, mp_context=context, initializer=_start_worker,
+        while jobs:
+            jobs = yield from self._pool(jobs, frames, on_frames, context)
+
+    def _pool(self, jobs: list[Job], frames, on_frames: Callable[[int], None], context) -> Iterator[Outcome]:
+        """One pool over ``jobs``; yields their outcomes and returns the jobs that a broken
+        pool left unstarted (empty when it did not break)."""
+        started: set[str] = set()
+        lost: list[Job] = []
+        with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_start_worker,
                                  initargs=(self.config, self.annotate, frames)) as pool:
-            pending: dict[Future, str] = {pool.submit(_job, item, str(folder)): item for item, folder in jobs}
+            pending: dict[Future, Job] = {pool.submit(_job, item, str(folder)): (item, folder) for item, folder in jobs}
             try:
                 while pending:
                     done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                    _drain(frames, on_frames)
+                    _drain(frames, on_frames, started)
                     for future in done:
-                        yield _outcome(future, pending.pop(future))
+                        job = pending.pop(future)
+                        try:
+                            yield future.result()
+                        except BrokenProcessPool:
+                            lost.append(job)
             finally:
                 for future in pending:
                     future.cancel()
-        _drain(frames, on_frames)
+        _drain(frames, on_frames, started)
+        order = {job: index for index, job in enumerate(jobs)}
+        lost.sort(key=order.__getitem__)  # submission order: the pool starts jobs in it
+        died = [job for job in lost if job[0] in started] or lost[:1]  # the first lost one was surely running
+        for item, _ in died:
+            yield Outcome(item, False, error="the worker process analysing it died")
+        return [job for job in lost if job not in died]
 
 
-def _outcome(future: Future, item: str) -> Outcome:
-    try:
-        return future.result()
-    except BrokenProcessPool:  # a worker died (killed, out of memory, a crash in native code)
-        return Outcome(item, False, error="the worker process analysing it died")
-
-
-def _drain(frames: multiprocessing.Queue, on_frames: Callable[[int], None]) -> None:
+def _drain(frames: multiprocessing.Queue, on_frames: Callable[[int], None], started: set[str]) -> None:
+    """Pass the workers' frame counts on; note which inputs have started."""
     while True:
         try:
-            on_frames(frames.get_nowait())
+            item, count = frames.get_nowait()
         except queue.Empty:
             return
+        started.add(item)
+        if count:
+            on_frames(count)

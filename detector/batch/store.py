@@ -15,6 +15,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from detector.batch.inputs import hashed_name
 from detector.batch.job import Outcome
 from detector.errors import UserError
 
@@ -44,7 +45,8 @@ def input_identity(item: str) -> dict:
 
 
 class ResultStore:
-    """``settings``: what the results depend on (model, detector, smoothing, annotate), JSON-able;
+    """``settings``: what the results depend on (``batch.cli.settings``: model and its file, detector,
+    tracking, smoothing, annotate ...), JSON-able;
     results made with other settings are not complete for this run."""
 
     def __init__(self, out_dir: Path, settings: dict):
@@ -69,6 +71,16 @@ class ResultStore:
                 continue
         return None
 
+    def owned_name(self, item: str, name: str) -> str:
+        """``name``, unless ``DIR/<name>/`` holds another input's results (an earlier run's
+        input with the same stem, or one that differs only in case on a case-insensitive
+        disk): then :func:`~detector.batch.inputs.hashed_name`, so neither result replaces
+        the other. Deterministic, so a rerun finds the same folder."""
+        marker = self.marker(name)
+        if marker is None or marker["input"] == item or Path(marker["input"]).resolve() == Path(item).resolve():
+            return name
+        return hashed_name(item)
+
     def is_complete(self, item: str, name: str) -> bool:
         """Finished before, from this same input file, with these same settings."""
         marker = self.marker(name)
@@ -92,7 +104,7 @@ class ResultStore:
         marker = {**asdict(outcome), "name": name, "engine": engine, "settings": self.settings,
                   "identity": input_identity(outcome.input)}
         write_atomic(staged / (COMPLETE_FILE if outcome.ok else FAILED_FILE), json.dumps(marker, indent=2) + "\n")
-        final, old = self.final(name), self.out_dir / STAGING_DIR / f"{name}.old"
+        final, old = self.final(name), self.out_dir / STAGING_DIR / f".old-{name}"  # no name starts with "."
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             os.replace(final, old)  # one rename out of the way, so no half-deleted result is left in DIR
