@@ -26,7 +26,7 @@ from detector.overlay import Overlay, ProbabilityHistory
 from detector.paths import SAMPLE_CLIP, resource
 from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
 from detector.progress import progress
-from detector.report import ReportSink
+from detector.report import JSONL_FILE, VIDEO_FILE, ReportSink
 from detector.sources import Source, open_source
 from detector.summary import RunTally
 from detector.tracking import ProbabilitySmoother
@@ -179,7 +179,7 @@ def _results_paths(config: AppConfig) -> tuple[str, str]:
     except OSError as error:
         raise UserError(f"cannot create results folder {folder}: {error.strerror or error}") from None
     print(f"No display: writing results to {folder}/", file=sys.stderr)
-    return str(folder / "results.jsonl"), str(folder / "annotated.mp4")
+    return str(folder / JSONL_FILE), str(folder / VIDEO_FILE)
 
 
 def _main_thread() -> bool:

@@ -20,17 +20,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detector import flags
 from detector.classifier import EmotionClassifier, resolve_model
-from detector.config import ModelConfig
 from detector.cli import DEFAULT_HEADLESS_DIR
-from detector.config import AppConfig
-from detector.config import DetectorConfig
+from detector.config import AppConfig, ModelConfig
 from detector.outputs import check_writable
 from detector.overlay import Overlay
 from detector.paths import SAMPLE_CLIP, app_dir, resource as resource_path
@@ -336,19 +335,14 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--json", help=f"write the results here, and the markdown tables beside it (.md); "
                                        f"default: {DEFAULT_HEADLESS_DIR}/bench.json")
     parser.add_argument("--frames", type=int, default=300, help="frames per clip (default 300)")
-    parser.add_argument("--model", default=AppConfig().model.path, help="model to benchmark (default: the shipped one)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     parser.add_argument("--no-startup", action="store_true", help="skip the cold-start and memory runs")
     parser.add_argument("--unpaced", action="store_true", help="feed the pipeline frames flat out instead of at the clip's fps")
-    defaults = DetectorConfig()
-    parser.add_argument("--full-every", type=int, default=defaults.full_every, help="as for the app")
-    parser.add_argument("--full-lag", type=int, default=defaults.full_lag, help="as for the app")
-    parser.add_argument("--detect-width", type=int, default=defaults.detect_width, help="as for the app")
-    parser.add_argument("--min-face", type=float, default=defaults.min_face, help="as for the app")
+    flags.add_model_flags(parser)  # the model and the detector exactly as the app takes them
+    flags.add_detection_flags(parser)
     args = parser.parse_args(argv)
     json_path = _json_path(args.json)
-    detector = replace(defaults, full_every=args.full_every, full_lag=args.full_lag, detect_width=args.detect_width, min_face=args.min_face)
-    config = AppConfig(model=ModelConfig(args.model), detector=detector)
+    config = flags.pipeline_config(args)  # smoothing at the app's default, as the app runs
     report = _measure(args, config)
     report["command"] = " ".join(["python main.py bench", *argv])
     report["targets"] = targets(report)

@@ -21,6 +21,14 @@ from detector.overlay import color_for
 from detector.results import FrameResult
 from detector.summary import UNTRACKED, RunTally
 
+
+#: What a report folder holds (``--report DIR``; batch reads them back by these names).
+FRAMES_FILE = "frames.csv"
+SUMMARY_FILE = "summary.json"
+TIMELINE_FILE = "timeline.png"
+VIDEO_FILE = "annotated.mp4"
+JSONL_FILE = "results.jsonl"  # the JSON lines a headless run or a batch input writes beside them
+
 log = logging.getLogger(__name__)
 
 
@@ -46,12 +54,12 @@ class ReportSink:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(f"cannot create report folder {directory}: {error.strerror}") from None
-        check_writable(directory / "frames.csv")
+        check_writable(directory / FRAMES_FILE)
         self.directory, self.labels = directory, tuple(labels) if labels else None
         self.fps = fps if fps > 0 else 30.0  # image folders have no fps; the video still needs one
         self.min_seconds, self.max_panels, self.still, self.name = min_seconds, max_panels, still, name
-        self.video = VideoSink(directory / "annotated.mp4", 1.0 if still else self.fps) if video else None
-        self._file = (directory / "frames.csv").open("w", encoding="utf-8", newline="", buffering=1)
+        self.video = VideoSink(directory / VIDEO_FILE, 1.0 if still else self.fps) if video else None
+        self._file = (directory / FRAMES_FILE).open("w", encoding="utf-8", newline="", buffering=1)
         self._csv = csv.writer(self._file)
         self._header = False
         self.tally = RunTally()
@@ -107,8 +115,8 @@ class ReportSink:
         if self.video:
             self.video.close()
         summary = self.summary()
-        (self.directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        path = self.directory / "timeline.png"
+        (self.directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        path = self.directory / TIMELINE_FILE
         if self.still:
             self.plotted = plot_stills(path, self.tracks, {int(i): name for i, name in summary["face_files"].items()}, summary)
         else:

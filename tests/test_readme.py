@@ -16,7 +16,7 @@ def _readme_block() -> str:
 
 
 def test_readme_reference_is_what_the_parsers_say():
-    assert _readme_block() == reference(), "README reference is stale: paste `python tools/cli_reference.py` into it"
+    assert _readme_block() == reference(), "README reference is stale: run `python tools/cli_reference.py --write`"
 
 
 def test_every_flag_of_the_app_parser_is_in_the_readme():

@@ -196,7 +196,7 @@ def test_each_image_of_a_folder_is_smoothed_on_its_own():
     """Image folders give every file time 0 and its own source name: nothing carries over."""
     smoother = Pipeline([("smooth", ProbabilitySmoother(0.5))])  # the pipeline resets its stages on a new source
     smoother(frame(0, [(0, 0, 10, 10)], time=0.0, probs=[[1.0, 0.0, 0.0]], ids=[1], source="a.png"))
-    second = smoother(frame(0, [(0, 0, 10, 10)], time=0.0, probs=[[0.0, 1.0, 0.0]], ids=[1], source="b.png"))
+    second = smoother(frame(0, [(0, 0, 10, 10)], time=1.0, probs=[[0.0, 1.0, 0.0]], ids=[1], source="b.png"))  # a later time: only the reset keeps a from b
     assert second.faces.probs.tolist() == [[0.0, 1.0, 0.0]]
 
 

@@ -1,7 +1,8 @@
 """The README's "Reference" block, generated from the parsers' own ``--help``, so it lists every
 flag of ``main.py`` and its commands and cannot drift (tests/test_readme.py compares them).
 
-    python tools/cli_reference.py        # prints the block to paste between the README's markers
+    python tools/cli_reference.py          # prints the block
+    python tools/cli_reference.py --write  # puts it between the README's <!-- cli-reference --> markers
 """
 
 from __future__ import annotations
@@ -60,5 +61,15 @@ def reference() -> str:
     return "\n".join(lines)
 
 
+def write_readme(readme: Path = REPO / "README.md") -> None:
+    """Replace the README's reference block with :func:`reference`."""
+    text = readme.read_text(encoding="utf-8")
+    block = re.compile(r"(<!-- cli-reference -->\n```\n).*?(\n```\n<!-- /cli-reference -->)", re.S)
+    readme.write_text(block.sub(lambda match: match.group(1) + reference() + match.group(2), text), encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(reference())
+    if "--write" in sys.argv[1:]:
+        write_readme()
+    else:
+        print(reference())

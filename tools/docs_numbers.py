@@ -10,8 +10,8 @@ Two kinds of markers in the markdown:
   command writes beside its JSON, or into the doc itself);
 - a value, ``<!-- n:NAME -->66.9%<!-- /n -->``: one number in the prose.
 
-Each name maps to one JSON file in docs/ and one function of it, below: one home for each
-number. An unknown name is an error, so a typo cannot leave a number unchecked.
+Each name maps to one JSON file (in docs/, or the shipped model's metrics.json) and one function
+of it, below: one home for each number. An unknown name is an error, so a typo cannot leave a number unchecked.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import io
 import json
 
 from detector.batch.store import ResultStore, write_atomic
+from detector.report import SUMMARY_FILE as REPORT_SUMMARY  # each input's summary.json
 
 SUMMARY_FILE = "summary.csv"
 FAILURES_FILE = "failures.csv"
-REPORT_SUMMARY = "summary.json"  # what ReportSink writes into each input's folder
 
 
 def face_rows(item: str, summary: dict) -> list[list]:

@@ -12,10 +12,10 @@ from typing import Callable
 
 from detector.config import AppConfig
 from detector.errors import UserError
+from detector.report import JSONL_FILE
 
 log = logging.getLogger(__name__)
 
-JSONL_FILE = "results.jsonl"  # the per-frame JSON lines, beside the report's files
 TICK_FRAMES = 25  # frames per progress message: often enough for a smooth bar, rare enough to cost nothing
 
 

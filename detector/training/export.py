@@ -62,7 +62,8 @@ def _ends_in_softmax(model: keras.Model) -> bool:
 
 
 def with_flip_tta(core: keras.Model) -> keras.Model:
-    """mean(softmax(f(x)), softmax(f(flip_lr(x)))): faces are roughly mirror-symmetric."""
+    """mean(f(x), f(flip_lr(x))) of the core's outputs (probabilities: its last layer is a
+    softmax): faces are roughly mirror-symmetric."""
     inputs = keras.Input(core.input_shape[1:], name=core.inputs[0].name)
     probs = keras.layers.Average(name="probs")([core(inputs), core(HorizontalFlip(name="flip_lr")(inputs))])
     return keras.Model(inputs, probs, name=f"{core.name}_flip_tta")
