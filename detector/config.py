@@ -94,7 +94,7 @@ class TrainConfig:
     data: str = DEFAULT_DATA_DIR
     out: str = "runs/fer_vgg"
     epochs: int = 60
-    batch_size: int = 64
+    batch_size: int = 128  # the recipe's; docs/MODELS.md measures images/s by batch size
     img_size: int | None = None  # square input side; default: the architecture's own
     channels: int | None = None  # default: the architecture's own
     learning_rate: float = 0.05  # peak of the warm-up + cosine schedule (SGD, Nesterov)
@@ -111,6 +111,6 @@ class TrainConfig:
     limit: int = 0  # use only this many train/val images (smoke runs)
     seed: int = 1337
     verbose: int = 1  # Keras: 1 progress bar, 2 one line per epoch
-    precision: str = "auto"  # auto (mixed_float16 on a GPU, else float32), float32, mixed_float16, mixed_bfloat16
+    precision: str = "auto"  # auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16 instructions, else float32
     export: bool = True
     extra: dict = field(default_factory=dict)

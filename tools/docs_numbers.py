@@ -58,6 +58,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "flicker": _block("tools.flicker", "markdown", "flicker"),
     "soak": _block("tools.soak", "markdown", "soak"),
     "quantization": _block("tools.quantize", "markdown", "quantization"),
+    "train-throughput": _block("detector.training.throughput", "markdown", "train_throughput"),
     "bench-serve": _block("detector.serve.bench", "table", "serving"),  # these two commands also write
     "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
 }

@@ -44,6 +44,18 @@ def _accelerator() -> str | None:
     return None
 
 
+def _auto_precision(accelerator: str | None) -> str:
+    """mixed_float16 on a GPU; mixed_bfloat16 on a CPU with bf16 instructions (AVX512-BF16 or
+    AMX: the fastest variant for fer_vgg, docs/MODELS.md); float32 elsewhere."""
+    if accelerator:
+        return "mixed_float16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap way to ask, and float32 is always right
+        return "float32"
+    return "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "float32"
+
+
 def _to_input(images: np.ndarray) -> np.ndarray:
     return images[..., None] if images.ndim == 3 else images
 
@@ -66,8 +78,8 @@ def train(config: TrainConfig) -> Path:
     earlier = _history(out / "history.csv") if resumed else []
     keras.utils.set_random_seed(config.seed + len(earlier))  # a resumed epoch must not replay epoch 0's shuffle and augmentation
     accelerator = _accelerator()
-    precision = config.precision if config.precision != "auto" else ("mixed_float16" if accelerator else "float32")
-    keras.mixed_precision.set_global_policy(precision)  # mixed_bfloat16 pays off on CPUs with AVX512-BF16/AMX
+    precision = config.precision if config.precision != "auto" else _auto_precision(accelerator)
+    keras.mixed_precision.set_global_policy(precision)
     log.info("backend %s, accelerator %s, precision %s", keras.backend.backend(), accelerator or "none (CPU)", precision)
 
     train_split = fer.load_split(config.data, "train")
