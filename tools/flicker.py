@@ -309,7 +309,7 @@ def identity_table(report: dict) -> str:
         for owner in OWNERS:
             rows = [r for r in report["identity"] if r["video"] == video and r["owner"] == owner]
             counts = [n for r in rows for n in r["ids_per_person"]]
-            name = "the face finder (app)" if owner == "finder" else "ByteTrack (trackers 2.6.1)"
+            name = "the face finder (app)" if owner == "finder" else "ByteTrack (roboflow trackers, as pinned in requirements-dev.txt)"
             lines.append(f"| {video} | {name} | {len(counts)} | {sum(n == 1 for n in counts)} | {max(counts)} | "
                          f"{sum(r['swaps'] for r in rows)} | {sum(r['stray_ids'] for r in rows)} | "
                          f"{np.mean([r['recall'] for r in rows]):.3f} |")
