@@ -56,13 +56,12 @@ class TrackingConfig:
     reid_distance: float = 1.5  # ...with its centre within this many face sides of where it was last seen...
     reid_scale: float = 1.6  # ...and its size within this factor of its last size; otherwise it is a new face, with a new id
     forget_after_s: float = 2.0  # the smoother drops a face's average once the face is unseen this long
-    label_margin: float = 0.1  # a face's label changes only when another class's smoothed probability leads it by this much (0 = always the top class)
 
     def __post_init__(self) -> None:
         if not 0 < self.velocity_weight <= 1 or not 0 < self.duplicate_iou <= 1:
             raise ValueError("TrackingConfig: velocity_weight and duplicate_iou must be in (0, 1]")
-        if min(self.remember_s, self.reid_distance, self.forget_after_s, self.label_margin) < 0 or self.reid_scale < 1:
-            raise ValueError("TrackingConfig: remember_s, reid_distance, forget_after_s, label_margin must be >= 0 and reid_scale >= 1")
+        if min(self.remember_s, self.reid_distance, self.forget_after_s) < 0 or self.reid_scale < 1:
+            raise ValueError("TrackingConfig: remember_s, reid_distance, forget_after_s must be >= 0 and reid_scale >= 1")
 
 
 @dataclass(frozen=True)

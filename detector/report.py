@@ -81,13 +81,12 @@ class ReportSink:
         self.tally.add(result)
         self.source, self.last_time = result.source, result.time
         faces = result.faces
-        shown = faces.label_indices
         for i, box in enumerate(faces.boxes.tolist()):
             track_id = int(faces.ids[i]) if faces.ids[i] >= 0 else UNTRACKED
             row = [result.index, result.source, f"{result.time:.4f}", track_id, *box]
             if faces.classified:
                 probs = faces.probs[i]
-                best = int(shown[i])
+                best = int(np.argmax(probs))
                 row += [result.labels[best], f"{probs[best]:.4f}", *(f"{p:.4f}" for p in probs)]
                 times, rows = self.tracks.setdefault(track_id, ([], []))
                 times.append(result.time)

@@ -20,15 +20,12 @@ class Faces:
     ``probs`` has one column per class once classified (zero columns before).
     ``raw_probs`` are the classifier's own, before temporal smoothing.
     ``ids`` are face ids: the face finder's, or the whole-image stage's (-1: none yet).
-    ``shown`` is the class each face is labelled with, set by the smoother's hysteresis
-    (-1: the most likely class); :attr:`label_indices` resolves it.
     """
 
     boxes: np.ndarray
     probs: np.ndarray = None  # type: ignore[assignment]
     raw_probs: np.ndarray = None  # type: ignore[assignment]
     ids: np.ndarray = None  # type: ignore[assignment]
-    shown: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.int32).reshape(-1, 4)
@@ -36,17 +33,15 @@ class Faces:
         probs = np.zeros((n, 0), np.float32) if self.probs is None else np.asarray(self.probs, np.float32)
         raw = probs if self.raw_probs is None else np.asarray(self.raw_probs, np.float32)
         ids = np.full(n, -1, np.int64) if self.ids is None else np.asarray(self.ids, np.int64)
-        shown = np.full(n, -1, np.int64) if self.shown is None else np.asarray(self.shown, np.int64)
-        if probs.ndim != 2 or len(probs) != n or raw.shape != probs.shape or ids.shape != (n,) or shown.shape != (n,):
+        if probs.ndim != 2 or len(probs) != n or raw.shape != probs.shape or ids.shape != (n,):
             raise ValueError(
-                f"Faces: expected boxes (N, 4), probs and raw_probs (N, C), ids and shown (N,); got boxes {boxes.shape}, "
-                f"probs {probs.shape}, raw_probs {raw.shape}, ids {ids.shape}, shown {shown.shape}"
+                f"Faces: expected boxes (N, 4), probs and raw_probs (N, C), ids (N,); got boxes {boxes.shape}, "
+                f"probs {probs.shape}, raw_probs {raw.shape}, ids {ids.shape}"
             )
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "probs", probs)
         object.__setattr__(self, "raw_probs", raw)
         object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "shown", shown)
 
     @classmethod
     def empty(cls) -> "Faces":
@@ -58,13 +53,6 @@ class Faces:
     @property
     def classified(self) -> bool:
         return self.probs.shape[1] > 0
-
-    @property
-    def label_indices(self) -> np.ndarray:
-        """``(N,)`` int64: the class each face is labelled with (``shown``, else its most likely)."""
-        if not self.classified:
-            return np.full(len(self), -1, np.int64)
-        return np.where(self.shown >= 0, self.shown, self.probs.argmax(axis=1)) if len(self) else self.shown
 
     @property
     def areas(self) -> np.ndarray:
@@ -92,7 +80,7 @@ class FrameResult:
     def records(self) -> list[dict]:
         """Faces as plain JSON-ready dicts (the JSON-lines contract); built once per result,
         for the overlay and the sinks alike, so treat them as read-only."""
-        records, shown = [], self.faces.label_indices
+        records = []
         for i, box in enumerate(self.faces.boxes):
             record: dict = {"box": [int(v) for v in box]}
             if int(self.faces.ids[i]) >= 0:
@@ -101,7 +89,7 @@ class FrameResult:
                 record["whole_image"] = True
             if self.faces.classified:
                 probs = self.faces.probs[i]
-                best = int(shown[i])
+                best = int(np.argmax(probs))
                 record["label"] = self.labels[best]
                 record["score"] = round(float(probs[best]), 4)
                 record["probs"] = {name: round(float(p), 4) for name, p in zip(self.labels, probs)}

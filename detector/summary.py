@@ -41,7 +41,6 @@ class RunTally:
         if not result.faces.classified:
             return
         self.labels = self.labels or tuple(result.labels)
-        shown = result.faces.label_indices
         for i, probs in enumerate(result.faces.probs):
             track_id = int(result.faces.ids[i]) if result.faces.ids[i] >= 0 else UNTRACKED
             tally = self.ids.get(track_id)
@@ -50,7 +49,7 @@ class RunTally:
                                                      probs_sum=np.zeros(len(probs), np.float64))
             tally.frames += 1
             tally.last_time = result.time
-            tally.counts[int(shown[i])] += 1
+            tally.counts[int(np.argmax(probs))] += 1
             tally.probs_sum += probs
 
     def per_id(self) -> dict[str, dict]:

@@ -24,9 +24,7 @@ class ProbabilitySmoother(Stage):
     change reaches 63% after ``tau`` seconds at 8 fps and at 30 fps alike, and a
     frame that took longer to process counts for more. A track's first frame is
     its raw probabilities; ``tau == 0`` turns smoothing off (results pass
-    unchanged). ``raw_probs`` keep the classifier's own output for the JSON lines. The label a
-    face shows (``Faces.shown``) changes only when another class leads the shown one by
-    ``tracking.label_margin`` in the smoothed probabilities (hysteresis).
+    unchanged). ``raw_probs`` keep the classifier's own output for the JSON lines.
     Faces not seen for ``tracking.forget_after_s`` seconds are dropped (their weight is
     negligible by then, and ids are never reused). Faces without an id pass raw. The
     pipeline calls :meth:`reset` when the source changes.
@@ -35,8 +33,8 @@ class ProbabilitySmoother(Stage):
     def __init__(self, tau: float = 0.25, tracking: TrackingConfig = TrackingConfig()):
         if tau < 0:
             raise ValueError(f"ProbabilitySmoother: tau must be >= 0 seconds, got {tau}")
-        self.tau, self.forget_after, self.margin = tau, tracking.forget_after_s, tracking.label_margin
-        self._state: dict[int, tuple[float, np.ndarray, int]] = {}  # id -> (time, smoothed probs, label shown)
+        self.tau, self.forget_after = tau, tracking.forget_after_s
+        self._state: dict[int, tuple[float, np.ndarray]] = {}  # id -> (time, smoothed probs)
 
     def reset(self) -> None:
         self._state = {}
@@ -46,24 +44,14 @@ class ProbabilitySmoother(Stage):
         if self.tau == 0 or not faces.classified:
             return result
         raw = faces.raw_probs
-        smoothed, shown = raw.copy(), np.full(len(faces), -1, np.int64)
+        smoothed = raw.copy()
         for i, track_id in enumerate(faces.ids.tolist()):
             if track_id < 0:
                 continue
             previous = self._state.get(track_id)
-            known = previous is not None and previous[1].shape == raw[i].shape
-            if known and result.time > previous[0]:
+            if previous is not None and previous[1].shape == raw[i].shape and result.time > previous[0]:
                 alpha = 1.0 - math.exp(-(result.time - previous[0]) / self.tau)
                 smoothed[i] = previous[1] + alpha * (raw[i] - previous[1])
-            shown[i] = self._label(smoothed[i], previous[2] if known else None)
-            self._state[track_id] = (result.time, smoothed[i], int(shown[i]))
+            self._state[track_id] = (result.time, smoothed[i])
         self._state = {k: v for k, v in self._state.items() if result.time - v[0] <= self.forget_after}
-        return replace(result, faces=Faces(faces.boxes, smoothed, raw, faces.ids, shown))
-
-    def _label(self, probs: np.ndarray, before: int | None) -> int:
-        """Hysteresis on the label: the class shown before stays until another leads it by
-        ``label_margin`` (two classes near a tie would otherwise swap the label every frame)."""
-        top = int(np.argmax(probs))
-        if before is None or probs[top] - probs[before] >= self.margin:
-            return top
-        return before
+        return replace(result, faces=Faces(faces.boxes, smoothed, raw, faces.ids))

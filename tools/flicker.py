@@ -140,11 +140,10 @@ def label_tracks(results: list, tau: float) -> dict[int, tuple[np.ndarray, np.nd
     smoother, out = ProbabilitySmoother(tau), {}
     for result in results:
         faces = smoother(result).faces
-        shown = faces.label_indices  # the label the window and the JSON lines show
         for i, track_id in enumerate(faces.ids.tolist()):
             out.setdefault(track_id, ([], []))
             out[track_id][0].append(result.time)
-            out[track_id][1].append(int(shown[i]))
+            out[track_id][1].append(int(np.argmax(faces.probs[i])))
     return {k: (np.array(t), np.array(labels)) for k, (t, labels) in out.items()}
 
 
