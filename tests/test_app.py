@@ -11,8 +11,7 @@ import pytest
 
 from conftest import REPO_ROOT, run_main
 from detector.app import build_pipeline
-from detector.config import ModelConfig
-from detector.config import AppConfig
+from detector.config import AppConfig, ModelConfig
 from detector.results import FrameResult
 from scenes import SAMPLE_CLIP, detectable_faces, iou, scene_with, write_video
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from detector.app import build_pipeline
-from detector.config import ModelConfig
-from detector.config import AppConfig
+from detector.config import AppConfig, ModelConfig
 from detector.overlay import Overlay, ProbabilityHistory, color_for
 from detector.results import FrameResult
 from scenes import SAMPLE_CLIP, background

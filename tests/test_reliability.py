@@ -29,11 +29,9 @@ from hypothesis.extra import numpy as hnp
 import detector.app as app
 from conftest import REPO_ROOT, run_main
 from detector.classifier import EmotionClassifier, fit_crop, to_probabilities
-from detector.config import ModelConfig
-from detector.config import AppConfig
+from detector.config import AppConfig, DetectorConfig, ModelConfig
 from detector.errors import UserError
 from detector.faces import clamp_boxes
-from detector.config import DetectorConfig
 from detector.outputs import VIDEO_SIDE, VideoSink, video_size
 from detector.overlay import Overlay
 from detector.results import FrameResult

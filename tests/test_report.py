@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from detector.app import build_pipeline
-from detector.config import ModelConfig
-from detector.config import AppConfig
+from detector.config import AppConfig, ModelConfig
 from detector.errors import UserError
 from detector.faces import HaarFaceDetector
 from detector.overlay import Overlay, ProbabilityHistory, TimelineAnnotator, color_for
