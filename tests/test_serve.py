@@ -267,6 +267,21 @@ def test_ws_tracks_and_smooths_per_connection(client):
     assert answers[-1]["time"] > answers[0]["time"]
 
 
+def test_ws_face_sized_picture_without_a_detection(client, face_image):
+    """A 200x200 crop inside the woman's face: the detector finds no face in it, so the
+    whole-image stage classifies it whole; its answer is a result, and the socket stays open."""
+    x, y, w, h = fresh_result(face_image).records[0]["box"]
+    crop = face_image[y + h // 2 - 100 : y + h // 2 + 100, x + w // 2 - 100 : x + w // 2 + 100]
+    assert fresh_result(crop).records[0].get("whole_image"), "the crop is classified whole, not detected"
+    with client.websocket_connect("/ws") as ws:
+        for index in range(2):
+            ws.send_bytes(jpeg(crop))
+            answer = ws.receive_json()
+            assert answer["frame"] == index and (answer["width"], answer["height"]) == (200, 200)
+            assert [face["box"] for face in answer["faces"]] == [[0, 0, 200, 200]]
+            check_probs(answer["faces"][0]["probs"], client.get("/model").json()["labels"])
+
+
 def test_ws_bad_frames_get_an_error_and_the_connection_lives(client, face_jpeg):
     with client.websocket_connect("/ws") as ws:
         ws.send_text("hello")
