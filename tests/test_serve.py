@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import re
 import resource
@@ -19,9 +20,11 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 
 import cv2
@@ -32,7 +35,7 @@ from fastapi.testclient import TestClient
 
 from detector.app import build_pipeline
 from detector.bench import letterbox
-from detector.config import AppConfig
+from detector.config import AppConfig, DetectorConfig
 from detector.results import FrameResult
 from detector.serve.app import create_app
 from detector.serve.browser import clip_frames
@@ -290,6 +293,35 @@ def test_ws_bad_frames_get_an_error_and_the_connection_lives(client, face_jpeg):
         assert ws.receive_json()["status"] == 400
         ws.send_bytes(face_jpeg)
         assert len(ws.receive_json()["faces"]) == 1
+
+
+def face_search_threads() -> int:
+    return sum(thread.name.startswith("face-search") for thread in threading.enumerate())
+
+
+def test_ws_connections_share_the_model_and_end_their_threads(caplog, face_jpeg):
+    """The model loads once for the server, not per pipeline or connection; each connection's
+    face-search thread ends with it; past ``max_streams`` a connection is closed with a reason."""
+    from starlette.websockets import WebSocketDisconnect
+
+    with caplog.at_level(logging.INFO, logger="detector.classifier"):
+        with TestClient(create_app(ServeConfig(workers=2, max_streams=3))) as limited:
+            before = face_search_threads()
+            for _ in range(2):
+                with ExitStack() as stack:
+                    sockets = [stack.enter_context(limited.websocket_connect("/ws")) for _ in range(3)]
+                    for ws in sockets:
+                        for _ in range(DetectorConfig().full_every + 2):  # past its first full-frame search on the thread
+                            ws.send_bytes(face_jpeg)
+                            assert len(ws.receive_json()["faces"]) == 1
+                    assert face_search_threads() == before + 3, "each connection searches on a thread of its own"
+                    with pytest.raises(WebSocketDisconnect) as refused:
+                        with limited.websocket_connect("/ws") as extra:
+                            extra.receive_json()
+                    assert refused.value.code == 1013 and "too many connections" in refused.value.reason
+                assert face_search_threads() == before, "a closed connection leaves no thread behind"
+    loads = [record for record in caplog.records if record.name == "detector.classifier" and record.getMessage().startswith("model ")]
+    assert len(loads) == 1, [record.getMessage() for record in loads]
 
 
 def test_ws_from_another_site_is_refused(client):

@@ -1,6 +1,7 @@
 """The FastAPI app: ``create_app(config)`` builds it, so tests make their own.
 
-The model loads once, in the lifespan handler. Image work runs on the thread pool
+The model loads once, in the lifespan handler (or before, by the command, which hands it
+over), and every pipeline shares it. Image work runs on the thread pool
 (sync endpoints; ``run_in_threadpool`` in the WebSocket), so one slow picture never
 stalls the event loop or another connection. Bad input is a 4xx with a JSON ``detail``.
 """
@@ -14,15 +15,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
+
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
+from detector.classifier import EmotionClassifier
 from detector.paths import bundle_dir
 from detector.serve.config import ServeConfig
-from detector.serve.engine import PipelinePool, Stream
+from detector.serve.engine import PipelinePool, Stream, shared_classifier
 from detector.serve.images import BadImage, decode_base64, decode_upload
 from detector.serve.schemas import (ErrorOut, FacePredictions, Health, ModelInfo, PredictOut, faces_out, most_likely_first,
                                     stream_frame)
@@ -37,14 +41,20 @@ FACE_FORM = {"requestBody": {"required": True, "content": {"application/x-www-fo
     "properties": {"imgBase64": {"type": "string", "description": "data:image/...;base64,... or bare base64"}}}}}}}
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    """The server for ``config``; its pipelines are built when the app starts (lifespan)."""
+def create_app(config: ServeConfig, classifier: EmotionClassifier | None = None) -> FastAPI:
+    """The server for ``config``; its pipelines are built when the app starts (lifespan) and
+    closed when it stops. ``classifier``: the model already loaded by :func:`shared_classifier`
+    (``main.py serve`` loads it to check it before starting); else the lifespan loads it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = PipelinePool(config.pipeline, config.workers)
-        log.info("serving %d pipelines of %s", config.workers, app.state.pool.classifier.model_file.name)
-        yield
+        model = classifier or await run_in_threadpool(shared_classifier, config.pipeline.model)
+        app.state.pool = await run_in_threadpool(PipelinePool, config.pipeline, config.workers, model)
+        log.info("serving %d pipelines of %s", config.workers, model.model_file.name)
+        try:
+            yield
+        finally:
+            app.state.pool.close()
 
     # FastAPIOffline: /docs and /redoc with their scripts served from here, not a CDN (the app works offline)
     app = FastAPIOffline(title="Emotion detector", version="1", lifespan=lifespan,
@@ -144,20 +154,35 @@ def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
 
 
 def _add_stream_route(app: FastAPI, config: ServeConfig) -> None:
-    """``/ws``: a pipeline per connection, built when it opens."""
+    """``/ws``: a pipeline per connection (on the shared model), built when it opens and
+    closed when it ends; at most ``config.max_streams`` connections at once."""
     names = itertools.count(1)
+    open_streams = 0  # changed on the event loop only
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
+        nonlocal open_streams
         if not _same_origin(websocket, config):
             await websocket.close(code=1008, reason="origin not allowed")
             return
         await websocket.accept()
-        stream = await run_in_threadpool(Stream, config.pipeline, f"connection {next(names)}")
+        if open_streams >= config.max_streams:
+            await websocket.close(code=1013, reason=f"too many connections: this server takes {config.max_streams} at once "
+                                                    "(main.py serve --max-streams); try again later")
+            return
+        open_streams += 1
+        stream = None
         try:
+            model = websocket.app.state.pool.classifier
+            stream = await run_in_threadpool(Stream, config.pipeline, f"connection {next(names)}", model)
             await _serve_stream(websocket, stream, config)
         except WebSocketDisconnect:
             pass
+        finally:
+            open_streams -= 1
+            if stream is not None:
+                with anyio.CancelScope(shield=True):  # a cancelled connection still stops its thread
+                    await run_in_threadpool(stream.close)
 
 
 async def _serve_stream(websocket: WebSocket, stream: Stream, config: ServeConfig) -> None:

@@ -37,6 +37,8 @@ def serve_parser() -> argparse.ArgumentParser:
     net.add_argument("--max-pixels", type=int, default=defaults["max_pixels"], metavar="N",
                      help=f"largest image accepted, width x height (default {defaults['max_pixels']})")
     net.add_argument("--workers", type=int, metavar="N", help="pipelines serving /predict and /face at once (default: one per core, at most 4)")
+    net.add_argument("--max-streams", type=int, default=defaults["max_streams"], metavar="N",
+                     help=f"WebSocket connections at once; more are closed with code 1013 (default {defaults['max_streams']})")
     net.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
                      help="let pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable (default: none)")
     net.add_argument("--no-access-log", action="store_true", help="no log line per request")
@@ -49,7 +51,7 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
     """Raises UserError for values out of range (argparse has checked the types)."""
-    for name in ("max_bytes", "max_pixels", "workers"):
+    for name in ("max_bytes", "max_pixels", "workers", "max_streams"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be 1 or more, got {value}")
@@ -57,7 +59,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         raise UserError(f"--port must be 0-65535, got {args.port}")
     optional = {"workers": args.workers} if args.workers else {}
     return ServeConfig(pipeline=pipeline_config(args), host=args.host, port=args.port, max_bytes=args.max_bytes,
-                       max_pixels=args.max_pixels, cors_origins=tuple(args.cors), **optional)
+                       max_pixels=args.max_pixels, max_streams=args.max_streams, cors_origins=tuple(args.cors), **optional)
 
 
 def check_startable(config: ServeConfig) -> None:

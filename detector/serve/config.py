@@ -21,9 +21,10 @@ class ServeConfig:
     max_bytes: int = 10 * 1024 * 1024  # largest accepted image file (bytes), before any decoding
     max_pixels: int = 40_000_000  # largest accepted image (width x height), checked after decoding
     workers: int = field(default_factory=default_workers)  # pooled pipelines for /predict and /face
+    max_streams: int = 8  # WebSocket connections at once: each holds a pipeline and a face-search thread
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (and open /ws) from other pages
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_pixels < 1 or self.workers < 1:
-            raise ValueError(f"ServeConfig: max_bytes, max_pixels and workers must be >= 1, got "
-                             f"{self.max_bytes}, {self.max_pixels}, {self.workers}")
+        if min(self.max_bytes, self.max_pixels, self.workers, self.max_streams) < 1:
+            raise ValueError(f"ServeConfig: max_bytes, max_pixels, workers and max_streams must be >= 1, got "
+                             f"{self.max_bytes}, {self.max_pixels}, {self.workers}, {self.max_streams}")
