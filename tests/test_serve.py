@@ -370,6 +370,17 @@ def test_serve_user_errors_are_one_line(args, words):
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and words in done.stderr
 
 
+def test_serve_model_without_labels_is_one_line(tmp_path):
+    """A model folder the classifier cannot load (no labels.txt) stops ``serve`` before uvicorn
+    starts: one line and exit code 2, not a lifespan traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(REPO_ROOT / "saved_model_trt", model, ignore=shutil.ignore_patterns("labels.txt"))
+    done = run_main("serve", "--model", str(model), "--port", str(free_port()), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "labels.txt" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_serving_doc_table_is_generated_from_its_json(tmp_path):
     """docs/SERVING.md's numbers are bench-serve's table of docs/serving.json, not retyped."""
     doc = tmp_path / "SERVING.md"

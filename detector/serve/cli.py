@@ -11,11 +11,14 @@ import ipaddress
 import logging
 import socket
 from dataclasses import fields
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detector.errors import UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
 from detector.serve.config import ServeConfig
+
+if TYPE_CHECKING:
+    from detector.classifier import EmotionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +65,18 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
                        max_pixels=args.max_pixels, max_streams=args.max_streams, cors_origins=tuple(args.cors), **optional)
 
 
-def check_startable(config: ServeConfig) -> None:
-    """What would stop the server, found before it starts (loads no model).
+def check_startable(config: ServeConfig) -> "EmotionClassifier":
+    """What would stop the server, found before it starts: loads the model (once; the app
+    is handed it) and the cascade, and tries the port.
 
     Raises:
-        UserError: the model or cascade is missing or unusable, or the port cannot be bound.
+        UserError: the model or cascade is missing or unusable (a ModelError: no labels.txt,
+            a bad model.json...), or the port cannot be bound.
     """
-    from detector.classifier import resolve_model
     from detector.faces import HaarFaceDetector
+    from detector.serve.engine import shared_classifier
 
-    resolve_model(Path(config.pipeline.model.path), config.pipeline.model.backend, config.pipeline.model.int8)
+    classifier = shared_classifier(config.pipeline.model)
     HaarFaceDetector(config.pipeline.cascade, config.pipeline.detector)
     try:
         infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
@@ -80,6 +85,7 @@ def check_startable(config: ServeConfig) -> None:
             probe.bind(infos[0][4])
     except OSError as error:
         raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror or error}") from None
+    return classifier
 
 
 def loopback_only(host: str) -> bool:
@@ -95,7 +101,7 @@ def serve_main(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     config = serve_config(args)
-    check_startable(config)
+    classifier = check_startable(config)
     if not loopback_only(config.host):
         log.warning("listening on %s: other machines on the network can reach this server (there is no authentication)", config.host)
     import uvicorn
@@ -104,7 +110,7 @@ def serve_main(argv: list[str]) -> int:
 
     # WebSocket frames past the image limit get a JSON 413 up to uvicorn's 16 MiB; larger ones close the socket
     ws_max_size = max(16 * 1024 * 1024, config.max_bytes + 1024)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, ws_max_size=ws_max_size,
+    server = uvicorn.Server(uvicorn.Config(create_app(config, classifier), host=config.host, port=config.port, ws_max_size=ws_max_size,
                                            access_log=not args.no_access_log, log_level="info"))
     server.run()
     if not server.started:
