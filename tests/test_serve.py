@@ -38,6 +38,7 @@ from detector.bench import letterbox
 from detector.config import AppConfig, DetectorConfig
 from detector.results import FrameResult
 from detector.serve.app import create_app
+from detector.serve.bench import Server
 from detector.serve.browser import clip_frames
 from detector.serve.config import ServeConfig
 from tests.conftest import REPO_ROOT, run_main
@@ -464,6 +465,25 @@ def test_real_server_refuses_a_huge_body_unread(server):
                            b"Content-Length: 1000000000\r\n\r\n")
         head = connection.recv(65536).decode("latin-1")
     assert head.startswith("HTTP/1.1 413") and "the limit is" in head
+
+
+@pytest.mark.parametrize("route", ["/predict", "/face"])
+def test_real_server_counts_a_chunked_body(route):
+    """An upload without a Content-Length (chunked, as ``curl -T -`` sends it) is counted as it
+    arrives: 413 once past the route's limit, not spooled to the server's disk to the end."""
+    head = (b'--z\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n' if route == "/predict"
+            else b"imgBase64=")
+
+    def body():
+        yield head
+        for _ in range(64):  # 4 MiB, 40 times the limit
+            yield b"A" * 65536
+
+    content_type = "multipart/form-data; boundary=z" if route == "/predict" else "application/x-www-form-urlencoded"
+    with Server("--max-bytes", "100000") as server:
+        answer = httpx.post(server.url + route, content=body(), headers={"content-type": content_type}, timeout=60)
+        assert answer.status_code == 413 and "the limit is" in answer.json()["detail"]
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
 
 
 def test_real_server_websocket_and_page(server, face_jpeg):

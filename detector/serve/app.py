@@ -81,16 +81,36 @@ def _body_limits(config: ServeConfig) -> dict[str, int]:
 
 
 def _refuse_large_bodies(app: FastAPI, config: ServeConfig) -> None:
-    """A request that declares a body over its route's limit is answered 413 before any of it
-    is read (FastAPI would parse a whole form before a dependency could look at it)."""
+    """Upload routes read at most their limit of body bytes: a request that declares more is
+    answered 413 before any of it is read, and one without a length (chunked) is counted as it
+    arrives and answered 413 once past the limit, before Starlette spools more of it to disk."""
     limits = _body_limits(config)
 
-    @app.middleware("http")
-    async def refuse(request: Request, call_next):
-        length, limit = request.headers.get("content-length", ""), limits.get(request.url.path)
-        if limit is not None and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": f"request body is {length} bytes; the limit is {limit}"}, status_code=413)
-        return await call_next(request)
+    class LimitBodies:
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send) -> None:
+            limit = limits.get(scope["path"]) if scope["type"] == "http" else None
+            if limit is None:
+                return await self.inner(scope, receive, send)
+            length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+            if length.isdigit() and int(length) > limit:
+                refusal = JSONResponse({"detail": f"request body is {length} bytes; the limit is {limit}"}, status_code=413)
+                return await refusal(scope, receive, send)
+            received = 0
+
+            async def counted():
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI passes an HTTPException from the body's reading on as it is
+                    raise HTTPException(413, f"request body is over {limit} bytes; the limit is {limit}")
+                return message
+
+            await self.inner(scope, counted, send)
+
+    app.add_middleware(LimitBodies)
 
 
 def _form_limit(config: ServeConfig) -> int:
@@ -231,6 +251,8 @@ async def _form(request: Request, config: ServeConfig):
     try:
         return await request.form(max_files=1, max_fields=8, max_part_size=_form_limit(config))
     except HTTPException as error:  # Starlette turns its MultiPartException into a 400
+        if error.status_code == 413:  # the body itself is over the limit (_refuse_large_bodies)
+            raise
         status = 413 if "maximum size" in str(error.detail) else 400
         raise HTTPException(status, f"unreadable form: {error.detail}") from None
 
