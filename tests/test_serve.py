@@ -26,6 +26,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import httpx
@@ -248,6 +249,34 @@ def test_decompression_bomb_is_refused_unopened(client):
     assert answer.status_code == 413 and "pixels; the limit is 40000000" in answer.json()["detail"]
     assert grown_mb < 100, f"the server unpacked the picture: peak memory grew {grown_mb:.0f} MB"
     assert upload(client, png_bomb(64), "small.png").status_code == 200, "the same PNG writer makes readable files"
+
+
+def hdr_bomb(side: int) -> bytes:
+    """A valid Radiance HDR (a format Pillow does not identify) of side x side gray pixels,
+    run-length encoded row by row: a few bytes per row that OpenCV unpacks to 12 bytes a pixel."""
+    runs = [127] * (side // 127) + ([side % 127] if side % 127 else [])
+    component = b"".join(bytes([128 + run, 128]) for run in runs)  # a run of `run` samples of 128
+    row = bytes([2, 2, side >> 8, side & 255]) + component * 4  # R, G, B, exponent
+    return f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {side} +X {side}\n".encode() + row * side
+
+
+def peak_memory_kib(pid: int) -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+def test_real_server_refuses_a_large_hdr_unopened():
+    """Pillow cannot read an HDR header, so OpenCV's own header check holds it to --max-pixels:
+    413, with the 4000 x 4000 float picture (190 MB) never unpacked in the server."""
+    bomb = hdr_bomb(4000)
+    decoded = cv2.imdecode(np.frombuffer(hdr_bomb(64), np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    assert decoded.shape == (64, 64, 3) and np.allclose(decoded, 0.5), "the same writer makes readable files"
+    with Server("--max-pixels", "1000000") as server:
+        assert httpx.post(server.url + "/predict", files={"image": ("small.hdr", hdr_bomb(64))}, timeout=60).status_code == 200
+        peak = peak_memory_kib(server.process.pid)
+        answer = httpx.post(server.url + "/predict", files={"image": ("bomb.hdr", bomb)}, timeout=120)
+        grown_mb = (peak_memory_kib(server.process.pid) - peak) / 1024
+    assert grown_mb < 100, f"the server unpacked the picture: peak memory grew {grown_mb:.0f} MB"
+    assert answer.status_code == 413 and "limit of 1000000" in answer.json()["detail"], answer.text
 
 
 def test_ws_tracks_and_smooths_per_connection(client):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import socket
+import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
@@ -97,10 +99,22 @@ def loopback_only(host: str) -> bool:
         return False
 
 
+def limit_decoder_pixels(max_pixels: int) -> None:
+    """OpenCV's decoders refuse pictures over ``max_pixels`` from their header, before unpacking
+    them: the cap for formats whose header Pillow does not read (Radiance HDR, PFM, EXR...),
+    which :func:`~detector.serve.images.check_declared_size` lets through. OpenCV 4.14 reads
+    ``OPENCV_IO_MAX_IMAGE_PIXELS`` (``detector.imageio.PIXEL_LIMIT_ENV``, named here because
+    importing that module imports cv2) once, when cv2 is imported, so this must run first."""
+    if "cv2" in sys.modules:
+        log.warning("OpenCV was imported before the pixel limit was set: it keeps its own limit of 2**30 pixels")
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+
+
 def serve_main(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     config = serve_config(args)
+    limit_decoder_pixels(config.max_pixels)  # before anything imports cv2
     classifier = check_startable(config)
     if not loopback_only(config.host):
         log.warning("listening on %s: other machines on the network can reach this server (there is no authentication)", config.host)
