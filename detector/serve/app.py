@@ -20,12 +20,14 @@ import anyio
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detector.classifier import EmotionClassifier
 from detector.paths import bundle_dir
-from detector.serve.config import ServeConfig
+from detector.serve.config import ServeConfig, loopback_only
 from detector.serve.engine import PipelinePool, Stream, shared_classifier
 from detector.serve.images import BadImage, decode_base64, decode_upload
 from detector.serve.schemas import (ErrorOut, FacePredictions, Health, ModelInfo, PredictOut, faces_out, most_likely_first,
@@ -34,6 +36,7 @@ from detector.serve.schemas import (ErrorOut, FacePredictions, Health, ModelInfo
 log = logging.getLogger(__name__)
 
 PAGE = "detector/serve/static/index.html"  # relative to the source tree and to the bundle alike
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # the Host headers of a server bound to loopback
 ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}}
 FACE_ERRORS = {**ERRORS, 422: {"model": ErrorOut, "description": "no face found"}}
 FACE_FORM = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
@@ -59,6 +62,8 @@ def create_app(config: ServeConfig, classifier: EmotionClassifier | None = None)
     # FastAPIOffline: /docs and /redoc with their scripts served from here, not a CDN (the app works offline)
     app = FastAPIOffline(title="Emotion detector", version="1", lifespan=lifespan,
                          description="Faces and their emotions, on the desktop app's own detector, classifier, tracker and smoother.")
+    if loopback_only(config.host):  # a page on another site that resolves its name to 127.0.0.1 (DNS rebinding) is refused
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*LOOPBACK_NAMES, config.host}))
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"])
     app.add_exception_handler(Exception, _internal_error)
@@ -250,7 +255,7 @@ async def _form(request: Request, config: ServeConfig):
     """
     try:
         return await request.form(max_files=1, max_fields=8, max_part_size=_form_limit(config))
-    except HTTPException as error:  # Starlette turns its MultiPartException into a 400
+    except StarletteHTTPException as error:  # Starlette turns its MultiPartException into its own 400
         if error.status_code == 413:  # the body itself is over the limit (_refuse_large_bodies)
             raise
         status = 413 if "maximum size" in str(error.detail) else 400

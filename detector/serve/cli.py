@@ -7,7 +7,6 @@ exit code 2, raised as :class:`~detector.errors.UserError` before the server sta
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import socket
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from detector.errors import UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
-from detector.serve.config import ServeConfig
+from detector.serve.config import ServeConfig, loopback_only
 
 if TYPE_CHECKING:
     from detector.classifier import EmotionClassifier
@@ -88,15 +87,6 @@ def check_startable(config: ServeConfig) -> "EmotionClassifier":
     except OSError as error:
         raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror or error}") from None
     return classifier
-
-
-def loopback_only(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may well resolve to a public interface
-        return False
 
 
 def limit_decoder_pixels(max_pixels: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
@@ -11,6 +12,16 @@ from detector.config import AppConfig
 def default_workers() -> int:
     """Pipelines for one-shot requests: one per core, at most 4 (docs/SERVING.md measures 1, 2 and 4)."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def loopback_only(host: str) -> bool:
+    """Whether ``host`` is an interface only this machine reaches (a host name other than localhost may not be)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may well resolve to a public interface
+        return False
 
 
 @dataclass(frozen=True)
