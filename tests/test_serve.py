@@ -21,7 +21,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -422,7 +421,7 @@ def test_serve_model_without_labels_is_one_line(tmp_path):
     starts: one line and exit code 2, not a lifespan traceback."""
     model = tmp_path / "model"
     shutil.copytree(REPO_ROOT / "saved_model_trt", model, ignore=shutil.ignore_patterns("labels.txt"))
-    done = run_main("serve", "--model", str(model), "--port", str(free_port()), timeout=120)
+    done = run_main("serve", "--model", str(model), "--port", "0", timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "labels.txt" in done.stderr
     assert "Traceback" not in done.stderr
@@ -438,45 +437,21 @@ def test_serving_doc_table_is_generated_from_its_json(tmp_path):
     assert "| 16 clients at once" in doc.read_text(encoding="utf-8")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """``main.py serve`` in its own process (on a free port unless given); returns it once /healthz answers."""
-    port = port or free_port()
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "serve", "--port", str(port), *args],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"the server did not come up: {process.communicate()[0]}")
-
-
-def stop(process: subprocess.Popen) -> str:
+def stop(server: Server) -> str:
     """SIGTERM, as a service manager stops it: uvicorn finishes what it serves, shuts the app
     down, then ends by the signal it caught (as uvicorn does), not by a crash."""
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=30)[0]
-    assert process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
+    server.close()
+    output = server.output
+    assert server.process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
     assert "Traceback" not in output, output
     return output
 
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server("--no-access-log")
-    yield url
-    stop(process)
+    running = Server()
+    yield running.url
+    stop(running)
 
 
 def test_real_server_32_concurrent_predicts(server, face_jpeg, face_image):
@@ -546,11 +521,10 @@ def test_real_server_websocket_and_page(server, face_jpeg):
 
 
 def test_port_in_use_and_public_interface_warning():
-    process, url = start_server("--host", "0.0.0.0")
+    running = Server("--host", "0.0.0.0")
     try:
-        port = url.rsplit(":", 1)[1]
-        busy = run_main("serve", "--port", port, timeout=120)
-        assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+        busy = run_main("serve", "--port", str(running.port), timeout=120)
+        assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{running.port}" in busy.stderr
     finally:
-        output = stop(process)
+        output = stop(running)
     assert "other machines on the network can reach this server" in output

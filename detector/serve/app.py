@@ -29,7 +29,7 @@ from detector.classifier import EmotionClassifier
 from detector.paths import bundle_dir
 from detector.serve.config import ServeConfig, loopback_only
 from detector.serve.engine import PipelinePool, Stream, shared_classifier
-from detector.serve.images import BadImage, decode_base64, decode_upload
+from detector.serve.images import BadImage, base64_limit, decode_base64, decode_upload
 from detector.serve.schemas import (ErrorOut, FacePredictions, Health, ModelInfo, PredictOut, faces_out, most_likely_first,
                                     stream_frame)
 
@@ -61,7 +61,7 @@ def create_app(config: ServeConfig, classifier: EmotionClassifier | None = None)
 
     # FastAPIOffline: /docs and /redoc with their scripts served from here, not a CDN (the app works offline)
     app = FastAPIOffline(title="Emotion detector", version="1", lifespan=lifespan,
-                         description="Faces and their emotions, on the desktop app's own detector, classifier, tracker and smoother.")
+                         description="Faces and their emotions, on the desktop app's own pipeline: face finder (with face ids), classifier and smoother.")
     if loopback_only(config.host):  # a page on another site that resolves its name to 127.0.0.1 (DNS rebinding) is refused
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*LOOPBACK_NAMES, config.host}))
     if config.cors_origins:
@@ -119,9 +119,9 @@ def _refuse_large_bodies(app: FastAPI, config: ServeConfig) -> None:
 
 
 def _form_limit(config: ServeConfig) -> int:
-    """Bytes of an ``imgBase64`` form field at the image limit: base64 makes 4 characters of 3
-    bytes, and form encoding may turn each into 3 (``%2B``); decode_base64 then checks exactly."""
-    return config.max_bytes * 4 + 1024
+    """Bytes of an ``imgBase64`` form field at the image limit: form encoding may turn each
+    base64 character into 3 (``%2B``), and a data URL adds its prefix; decode_base64 then checks exactly."""
+    return base64_limit(config.max_bytes) * 3 + 1024
 
 
 def _add_routes(app: FastAPI, config: ServeConfig) -> None:
@@ -164,7 +164,10 @@ def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
     @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, openapi_extra=FACE_FORM)
     async def face(request: Request, response: Response) -> FacePredictions:
         form = await _form(request, config)
-        text = form.get("imgBase64")
+        try:
+            text = form.get("imgBase64")
+        finally:
+            await form.close()  # a file part (max_files=1) may have been spooled to disk
         if not isinstance(text, str) or not text:
             raise HTTPException(400, "send the image as the form field imgBase64 (a data URL or bare base64)")
         started = time.perf_counter()

@@ -72,6 +72,11 @@ def decode_upload(data: bytes, config: ServeConfig) -> np.ndarray:
     return image
 
 
+def base64_limit(max_bytes: int) -> int:
+    """Characters of base64 for ``max_bytes`` bytes: 4 for every 3, the last group padded."""
+    return (max_bytes + 2) // 3 * 4
+
+
 def decode_base64(text: str, config: ServeConfig) -> np.ndarray:
     """An image given as a data URL (``data:image/jpeg;base64,...``) or bare base64, as
     browser clients of the ``/face`` contract send it.
@@ -80,7 +85,7 @@ def decode_base64(text: str, config: ServeConfig) -> np.ndarray:
         BadImage: 400 when the text is not base64 or not an image, 413 when too large.
     """
     payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
-    if len(payload) > config.max_bytes * 4 // 3 + 4:  # base64 is 4 characters per 3 bytes
+    if len(payload) > base64_limit(config.max_bytes):
         raise BadImage(413, f"image is over the limit of {config.max_bytes} bytes")
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)  # line breaks allowed

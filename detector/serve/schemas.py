@@ -45,7 +45,9 @@ class StreamFrame(BaseModel):
     width: int
     height: int
     faces: list[StreamFace]
-    timings: dict[str, float] = Field(description="milliseconds per stage: decode, detect (faces with their ids), classify, smooth, total")
+    timings: dict[str, float] = Field(description="milliseconds per stage: decode, detect (faces with their ids), whole_image "
+                                                "(a face-sized picture without a detected face is classified whole), "
+                                                "classify, smooth, total")
 
 
 class ModelInfo(BaseModel):
