@@ -61,7 +61,8 @@ def create_app(config: ServeConfig, classifier: EmotionClassifier | None = None)
 
     # FastAPIOffline: /docs and /redoc with their scripts served from here, not a CDN (the app works offline)
     app = FastAPIOffline(title="Emotion detector", version="1", lifespan=lifespan,
-                         description="Faces and their emotions, on the desktop app's own pipeline: face finder (with face ids), classifier and smoother.")
+                         description="Faces and their emotions, on the desktop app's own pipeline: "
+                                     "face finder (with face ids), classifier and smoother.")
     if loopback_only(config.host):  # a page on another site that resolves its name to 127.0.0.1 (DNS rebinding) is refused
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*LOOPBACK_NAMES, config.host}))
     if config.cors_origins:
