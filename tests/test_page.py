@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from detector.serve.browser import CHROMIUM, browser_page, clip_frames, write_y4m
-from tests.test_serve import free_port, start_server, stop
+from detector.serve.bench import Server
+from tests.test_serve import stop
 
 CAMERA_FRAMES = range(150, 198)  # two seconds of the clip in which the woman faces the camera
 BOX_RGB = (0x44, 0xCC, 0xFF)  # the page's colour for face id 1 (COLORS[1] in index.html)
@@ -44,9 +45,9 @@ def camera(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server("--no-access-log")
-    yield url
-    stop(process)
+    running = Server()
+    yield running.url
+    stop(running)
 
 
 def test_page_draws_faces_with_labels(chromium, camera, server, tmp_path):
@@ -88,20 +89,19 @@ def test_page_explains_a_missing_camera(chromium, camera, server, camera_given, 
 
 
 def test_page_reconnects_when_the_server_comes_back(chromium, camera):
-    port = free_port()
-    process, url = start_server("--no-access-log", port=port)
-    with browser_page(url + "/", camera, executable=chromium) as page:
+    running = Server()
+    with browser_page(running.url + "/", camera, executable=chromium) as page:
         page.wait_for_function("window.page.frames >= 3", timeout=60_000)
-        stop(process)
+        stop(running)
         page.wait_for_function("window.page.status === 'reconnecting'", timeout=30_000)
         assert "server went away" in page.inner_text("#message")
         frames = page.evaluate("window.page.frames")
-        process, url = start_server("--no-access-log", port=port)
+        running = Server(port=running.port)
         try:
             page.wait_for_function(f"window.page.connected && window.page.frames >= {frames + 3}", timeout=60_000)
             assert page.evaluate("window.page.status") == "running" and page.inner_text("#message") == ""
         finally:
-            stop(process)
+            stop(running)
 
 
 def test_api_docs_render_offline(chromium, server):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import re
 import resource
@@ -19,10 +20,12 @@ import socket
 import struct
 import subprocess
 import sys
-import time
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import httpx
@@ -32,9 +35,10 @@ from fastapi.testclient import TestClient
 
 from detector.app import build_pipeline
 from detector.bench import letterbox
-from detector.config import AppConfig
+from detector.config import AppConfig, DetectorConfig
 from detector.results import FrameResult
 from detector.serve.app import create_app
+from detector.serve.bench import Server
 from detector.serve.browser import clip_frames
 from detector.serve.config import ServeConfig
 from tests.conftest import REPO_ROOT, run_main
@@ -68,9 +72,17 @@ def face_image(face_jpeg) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)
 
 
+WS = "ws://localhost/ws"  # the test client's WebSocket URLs name no host of its base_url
+
+
+def local(app) -> TestClient:
+    """A test client that names the server as a browser on this machine does (Host: localhost)."""
+    return TestClient(app, base_url="http://localhost")
+
+
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(ServeConfig(workers=2))) as test_client:
+    with local(create_app(ServeConfig(workers=2))) as test_client:
         yield test_client
 
 
@@ -147,7 +159,7 @@ def test_one_shot_requests_share_nothing(face_image):
     """With one pooled pipeline, each upload of a sequence gets what a pipeline that never saw
     a frame gets: no face re-found from an earlier request, no smoothing across requests."""
     frames = [clip_frame(i) for i in FACE_FRAMES] + [face_image, face_image, background(), face_image]
-    with TestClient(create_app(ServeConfig(workers=1))) as one:
+    with local(create_app(ServeConfig(workers=1))) as one:
         for frame in frames:
             decoded = cv2.imdecode(np.frombuffer(jpeg(frame), np.uint8), cv2.IMREAD_COLOR)
             got = upload(one, jpeg(frame)).json()["faces"]
@@ -207,15 +219,15 @@ def test_size_limits_are_413(face_jpeg):
     small = ServeConfig(max_bytes=len(data) - 1)
     few_pixels = ServeConfig(max_pixels=640 * 480 - 1)
     for config, words in ((small, "bytes"), (few_pixels, "pixels")):
-        with TestClient(create_app(replace(config, workers=1))) as limited:
+        with local(create_app(replace(config, workers=1))) as limited:
             answer = upload(limited, data)
             assert answer.status_code == 413 and words in answer.json()["detail"]
             face = limited.post("/face", data={"imgBase64": base64.b64encode(data).decode()})
             assert face.status_code == 413
-            with limited.websocket_connect("/ws") as ws:
+            with limited.websocket_connect(WS) as ws:
                 ws.send_bytes(data)
                 assert ws.receive_json()["status"] == 413
-    with TestClient(create_app(ServeConfig(max_bytes=1000, workers=1))) as limited:  # refused before it is read
+    with local(create_app(ServeConfig(max_bytes=1000, workers=1))) as limited:  # refused before it is read
         big = cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
         answer = limited.post("/predict", files={"image": ("big.png", big)})
         assert answer.status_code == 413 and "request body" in answer.json()["detail"]
@@ -246,9 +258,37 @@ def test_decompression_bomb_is_refused_unopened(client):
     assert upload(client, png_bomb(64), "small.png").status_code == 200, "the same PNG writer makes readable files"
 
 
+def hdr_bomb(side: int) -> bytes:
+    """A valid Radiance HDR (a format Pillow does not identify) of side x side gray pixels,
+    run-length encoded row by row: a few bytes per row that OpenCV unpacks to 12 bytes a pixel."""
+    runs = [127] * (side // 127) + ([side % 127] if side % 127 else [])
+    component = b"".join(bytes([128 + run, 128]) for run in runs)  # a run of `run` samples of 128
+    row = bytes([2, 2, side >> 8, side & 255]) + component * 4  # R, G, B, exponent
+    return f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {side} +X {side}\n".encode() + row * side
+
+
+def peak_memory_kib(pid: int) -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+def test_real_server_refuses_a_large_hdr_unopened():
+    """Pillow cannot read an HDR header, so OpenCV's own header check holds it to --max-pixels:
+    413, with the 4000 x 4000 float picture (190 MB) never unpacked in the server."""
+    bomb = hdr_bomb(4000)
+    decoded = cv2.imdecode(np.frombuffer(hdr_bomb(64), np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    assert decoded.shape == (64, 64, 3) and np.allclose(decoded, 0.5), "the same writer makes readable files"
+    with Server("--max-pixels", "1000000") as server:
+        assert httpx.post(server.url + "/predict", files={"image": ("small.hdr", hdr_bomb(64))}, timeout=60).status_code == 200
+        peak = peak_memory_kib(server.process.pid)
+        answer = httpx.post(server.url + "/predict", files={"image": ("bomb.hdr", bomb)}, timeout=120)
+        grown_mb = (peak_memory_kib(server.process.pid) - peak) / 1024
+    assert grown_mb < 100, f"the server unpacked the picture: peak memory grew {grown_mb:.0f} MB"
+    assert answer.status_code == 413 and "limit of 1000000" in answer.json()["detail"], answer.text
+
+
 def test_ws_tracks_and_smooths_per_connection(client):
     frames = [jpeg(clip_frame(i)) for i in range(200, 212)]
-    with client.websocket_connect("/ws") as first, client.websocket_connect("/ws") as second:
+    with client.websocket_connect(WS) as first, client.websocket_connect(WS) as second:
         answers = []
         for data in frames:
             first.send_bytes(data)
@@ -267,8 +307,23 @@ def test_ws_tracks_and_smooths_per_connection(client):
     assert answers[-1]["time"] > answers[0]["time"]
 
 
+def test_ws_face_sized_picture_without_a_detection(client, face_image):
+    """A 200x200 crop inside the woman's face: the detector finds no face in it, so the
+    whole-image stage classifies it whole; its answer is a result, and the socket stays open."""
+    x, y, w, h = fresh_result(face_image).records[0]["box"]
+    crop = face_image[y + h // 2 - 100 : y + h // 2 + 100, x + w // 2 - 100 : x + w // 2 + 100]
+    assert fresh_result(crop).records[0].get("whole_image"), "the crop is classified whole, not detected"
+    with client.websocket_connect(WS) as ws:
+        for index in range(2):
+            ws.send_bytes(jpeg(crop))
+            answer = ws.receive_json()
+            assert answer["frame"] == index and (answer["width"], answer["height"]) == (200, 200)
+            assert [face["box"] for face in answer["faces"]] == [[0, 0, 200, 200]]
+            check_probs(answer["faces"][0]["probs"], client.get("/model").json()["labels"])
+
+
 def test_ws_bad_frames_get_an_error_and_the_connection_lives(client, face_jpeg):
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_text("hello")
         assert ws.receive_json() == {"error": "send binary JPEG or PNG frames, not text", "status": 400}
         ws.send_bytes(b"\xff\xd8garbage")
@@ -277,23 +332,61 @@ def test_ws_bad_frames_get_an_error_and_the_connection_lives(client, face_jpeg):
         assert len(ws.receive_json()["faces"]) == 1
 
 
+def face_search_threads() -> int:
+    return sum(thread.name.startswith("face-search") for thread in threading.enumerate())
+
+
+def test_ws_connections_share_the_model_and_end_their_threads(caplog, face_jpeg):
+    """The model loads once for the server, not per pipeline or connection; each connection's
+    face-search thread ends with it; past ``max_streams`` a connection is closed with a reason."""
+    from starlette.websockets import WebSocketDisconnect
+
+    with caplog.at_level(logging.INFO, logger="detector.classifier"):
+        with local(create_app(ServeConfig(workers=2, max_streams=3))) as limited:
+            before = face_search_threads()
+            for _ in range(2):
+                with ExitStack() as stack:
+                    sockets = [stack.enter_context(limited.websocket_connect(WS)) for _ in range(3)]
+                    for ws in sockets:
+                        for _ in range(DetectorConfig().full_every + 2):  # past its first full-frame search on the thread
+                            ws.send_bytes(face_jpeg)
+                            assert len(ws.receive_json()["faces"]) == 1
+                    assert face_search_threads() == before + 3, "each connection searches on a thread of its own"
+                    with pytest.raises(WebSocketDisconnect) as refused:
+                        with limited.websocket_connect(WS) as extra:
+                            extra.receive_json()
+                    assert refused.value.code == 1013 and "too many connections" in refused.value.reason
+                assert face_search_threads() == before, "a closed connection leaves no thread behind"
+    loads = [record for record in caplog.records if record.name == "detector.classifier" and record.getMessage().startswith("model ")]
+    assert len(loads) == 1, [record.getMessage() for record in loads]
+
+
 def test_ws_from_another_site_is_refused(client):
     from starlette.websockets import WebSocketDisconnect
 
     with pytest.raises(WebSocketDisconnect) as refused:
-        with client.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as ws:
+        with client.websocket_connect(WS, headers={"origin": "http://evil.example"}) as ws:
             ws.receive_json()
     assert refused.value.code == 1008
-    with client.websocket_connect("/ws", headers={"origin": "http://testserver"}) as ws:  # the page's own origin
+    with client.websocket_connect(WS, headers={"origin": "http://localhost"}) as ws:  # the page's own origin
         ws.send_text("x")
         assert ws.receive_json()["status"] == 400
 
 
+def test_loopback_server_refuses_other_host_names(server):
+    """Bound to 127.0.0.1, the server answers only to its loopback names: a page on another
+    site whose name was rebound to 127.0.0.1 sends its own Host and gets 400."""
+    assert httpx.get(server + "/model", headers={"host": "evil.example"}, timeout=10).status_code == 400
+    for host in ("localhost", "127.0.0.1", "[::1]"):
+        port = server.rsplit(":", 1)[1]
+        assert httpx.get(server + "/model", headers={"host": f"{host}:{port}"}, timeout=10).status_code == 200, host
+
+
 def test_no_cors_unless_asked():
     origin = {"origin": "http://localhost:3000"}
-    with TestClient(create_app(ServeConfig(workers=1))) as plain:
+    with local(create_app(ServeConfig(workers=1))) as plain:
         assert "access-control-allow-origin" not in plain.get("/healthz", headers=origin).headers
-    with TestClient(create_app(ServeConfig(workers=1, cors_origins=("http://localhost:3000",)))) as allowed:
+    with local(create_app(ServeConfig(workers=1, cors_origins=("http://localhost:3000",)))) as allowed:
         assert allowed.get("/healthz", headers=origin).headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
@@ -323,6 +416,17 @@ def test_serve_user_errors_are_one_line(args, words):
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and words in done.stderr
 
 
+def test_serve_model_without_labels_is_one_line(tmp_path):
+    """A model folder the classifier cannot load (no labels.txt) stops ``serve`` before uvicorn
+    starts: one line and exit code 2, not a lifespan traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(REPO_ROOT / "saved_model_trt", model, ignore=shutil.ignore_patterns("labels.txt"))
+    done = run_main("serve", "--model", str(model), "--port", "0", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "labels.txt" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_serving_doc_table_is_generated_from_its_json(tmp_path):
     """docs/SERVING.md's numbers are bench-serve's table of docs/serving.json, not retyped."""
     doc = tmp_path / "SERVING.md"
@@ -333,45 +437,21 @@ def test_serving_doc_table_is_generated_from_its_json(tmp_path):
     assert "| 16 clients at once" in doc.read_text(encoding="utf-8")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """``main.py serve`` in its own process (on a free port unless given); returns it once /healthz answers."""
-    port = port or free_port()
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "serve", "--port", str(port), *args],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"the server did not come up: {process.communicate()[0]}")
-
-
-def stop(process: subprocess.Popen) -> str:
+def stop(server: Server) -> str:
     """SIGTERM, as a service manager stops it: uvicorn finishes what it serves, shuts the app
     down, then ends by the signal it caught (as uvicorn does), not by a crash."""
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=30)[0]
-    assert process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
+    server.close()
+    output = server.output
+    assert server.process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
     assert "Traceback" not in output, output
     return output
 
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server("--no-access-log")
-    yield url
-    stop(process)
+    running = Server()
+    yield running.url
+    stop(running)
 
 
 def test_real_server_32_concurrent_predicts(server, face_jpeg, face_image):
@@ -408,6 +488,26 @@ def test_real_server_refuses_a_huge_body_unread(server):
     assert head.startswith("HTTP/1.1 413") and "the limit is" in head
 
 
+@pytest.mark.parametrize("route", ["/predict", "/face"])
+def test_real_server_counts_a_chunked_body(route):
+    """An upload without a Content-Length (chunked, as ``curl -T -`` sends it) is counted as it
+    arrives: 413 once past the route's limit, not spooled to the server's disk to the end."""
+    head = (b'--z\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n' if route == "/predict"
+            else b"imgBase64=")
+
+    def body():
+        yield head
+        for _ in range(64):  # 4 MiB, 40 times the limit
+            yield b"A" * 65536
+
+    content_type = "multipart/form-data; boundary=z" if route == "/predict" else "application/x-www-form-urlencoded"
+    with Server("--max-bytes", "100000") as server:
+        answer = httpx.post(server.url + route, content=body(), headers={"content-type": content_type}, timeout=60)
+        # the body's count or, for /face, the form field's own limit, whichever the server reaches first
+        assert answer.status_code == 413 and re.search("the limit is|maximum size", answer.json()["detail"]), answer.text
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+
+
 def test_real_server_websocket_and_page(server, face_jpeg):
     from websockets.sync.client import connect
 
@@ -421,11 +521,10 @@ def test_real_server_websocket_and_page(server, face_jpeg):
 
 
 def test_port_in_use_and_public_interface_warning():
-    process, url = start_server("--host", "0.0.0.0")
+    running = Server("--host", "0.0.0.0")
     try:
-        port = url.rsplit(":", 1)[1]
-        busy = run_main("serve", "--port", port, timeout=120)
-        assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+        busy = run_main("serve", "--port", str(running.port), timeout=120)
+        assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{running.port}" in busy.stderr
     finally:
-        output = stop(process)
+        output = stop(running)
     assert "other machines on the network can reach this server" in output

@@ -1,6 +1,7 @@
 """The FastAPI app: ``create_app(config)`` builds it, so tests make their own.
 
-The model loads once, in the lifespan handler. Image work runs on the thread pool
+The model loads once, in the lifespan handler (or before, by the command, which hands it
+over), and every pipeline shares it. Image work runs on the thread pool
 (sync endpoints; ``run_in_threadpool`` in the WebSocket), so one slow picture never
 stalls the event loop or another connection. Bad input is a 4xx with a JSON ``detail``.
 """
@@ -14,22 +15,28 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
+
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from detector.classifier import EmotionClassifier
 from detector.paths import bundle_dir
-from detector.serve.config import ServeConfig
-from detector.serve.engine import PipelinePool, Stream
-from detector.serve.images import BadImage, decode_base64, decode_upload
+from detector.serve.config import ServeConfig, loopback_only
+from detector.serve.engine import PipelinePool, Stream, shared_classifier
+from detector.serve.images import BadImage, base64_limit, decode_base64, decode_upload
 from detector.serve.schemas import (ErrorOut, FacePredictions, Health, ModelInfo, PredictOut, faces_out, most_likely_first,
                                     stream_frame)
 
 log = logging.getLogger(__name__)
 
 PAGE = "detector/serve/static/index.html"  # relative to the source tree and to the bundle alike
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # the Host headers of a server bound to loopback
 ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}}
 FACE_ERRORS = {**ERRORS, 422: {"model": ErrorOut, "description": "no face found"}}
 FACE_FORM = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
@@ -37,18 +44,27 @@ FACE_FORM = {"requestBody": {"required": True, "content": {"application/x-www-fo
     "properties": {"imgBase64": {"type": "string", "description": "data:image/...;base64,... or bare base64"}}}}}}}
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    """The server for ``config``; its pipelines are built when the app starts (lifespan)."""
+def create_app(config: ServeConfig, classifier: EmotionClassifier | None = None) -> FastAPI:
+    """The server for ``config``; its pipelines are built when the app starts (lifespan) and
+    closed when it stops. ``classifier``: the model already loaded by :func:`shared_classifier`
+    (``main.py serve`` loads it to check it before starting); else the lifespan loads it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = PipelinePool(config.pipeline, config.workers)
-        log.info("serving %d pipelines of %s", config.workers, app.state.pool.classifier.model_file.name)
-        yield
+        model = classifier or await run_in_threadpool(shared_classifier, config.pipeline.model)
+        app.state.pool = await run_in_threadpool(PipelinePool, config.pipeline, config.workers, model)
+        log.info("serving %d pipelines of %s", config.workers, model.model_file.name)
+        try:
+            yield
+        finally:
+            app.state.pool.close()
 
     # FastAPIOffline: /docs and /redoc with their scripts served from here, not a CDN (the app works offline)
     app = FastAPIOffline(title="Emotion detector", version="1", lifespan=lifespan,
-                         description="Faces and their emotions, on the desktop app's own detector, classifier, tracker and smoother.")
+                         description="Faces and their emotions, on the desktop app's own pipeline: "
+                                     "face finder (with face ids), classifier and smoother.")
+    if loopback_only(config.host):  # a page on another site that resolves its name to 127.0.0.1 (DNS rebinding) is refused
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({*LOOPBACK_NAMES, config.host}))
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"])
     app.add_exception_handler(Exception, _internal_error)
@@ -71,22 +87,42 @@ def _body_limits(config: ServeConfig) -> dict[str, int]:
 
 
 def _refuse_large_bodies(app: FastAPI, config: ServeConfig) -> None:
-    """A request that declares a body over its route's limit is answered 413 before any of it
-    is read (FastAPI would parse a whole form before a dependency could look at it)."""
+    """Upload routes read at most their limit of body bytes: a request that declares more is
+    answered 413 before any of it is read, and one without a length (chunked) is counted as it
+    arrives and answered 413 once past the limit, before Starlette spools more of it to disk."""
     limits = _body_limits(config)
 
-    @app.middleware("http")
-    async def refuse(request: Request, call_next):
-        length, limit = request.headers.get("content-length", ""), limits.get(request.url.path)
-        if limit is not None and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": f"request body is {length} bytes; the limit is {limit}"}, status_code=413)
-        return await call_next(request)
+    class LimitBodies:
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send) -> None:
+            limit = limits.get(scope["path"]) if scope["type"] == "http" else None
+            if limit is None:
+                return await self.inner(scope, receive, send)
+            length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+            if length.isdigit() and int(length) > limit:
+                refusal = JSONResponse({"detail": f"request body is {length} bytes; the limit is {limit}"}, status_code=413)
+                return await refusal(scope, receive, send)
+            received = 0
+
+            async def counted():
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI passes an HTTPException from the body's reading on as it is
+                    raise HTTPException(413, f"request body is over {limit} bytes; the limit is {limit}")
+                return message
+
+            await self.inner(scope, counted, send)
+
+    app.add_middleware(LimitBodies)
 
 
 def _form_limit(config: ServeConfig) -> int:
-    """Bytes of an ``imgBase64`` form field at the image limit: base64 makes 4 characters of 3
-    bytes, and form encoding may turn each into 3 (``%2B``); decode_base64 then checks exactly."""
-    return config.max_bytes * 4 + 1024
+    """Bytes of an ``imgBase64`` form field at the image limit: form encoding may turn each
+    base64 character into 3 (``%2B``), and a data URL adds its prefix; decode_base64 then checks exactly."""
+    return base64_limit(config.max_bytes) * 3 + 1024
 
 
 def _add_routes(app: FastAPI, config: ServeConfig) -> None:
@@ -129,7 +165,10 @@ def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
     @app.post("/face", response_model=FacePredictions, responses=FACE_ERRORS, openapi_extra=FACE_FORM)
     async def face(request: Request, response: Response) -> FacePredictions:
         form = await _form(request, config)
-        text = form.get("imgBase64")
+        try:
+            text = form.get("imgBase64")
+        finally:
+            await form.close()  # a file part (max_files=1) may have been spooled to disk
         if not isinstance(text, str) or not text:
             raise HTTPException(400, "send the image as the form field imgBase64 (a data URL or bare base64)")
         started = time.perf_counter()
@@ -144,20 +183,35 @@ def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:
 
 
 def _add_stream_route(app: FastAPI, config: ServeConfig) -> None:
-    """``/ws``: a pipeline per connection, built when it opens."""
+    """``/ws``: a pipeline per connection (on the shared model), built when it opens and
+    closed when it ends; at most ``config.max_streams`` connections at once."""
     names = itertools.count(1)
+    open_streams = 0  # changed on the event loop only
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
+        nonlocal open_streams
         if not _same_origin(websocket, config):
             await websocket.close(code=1008, reason="origin not allowed")
             return
         await websocket.accept()
-        stream = await run_in_threadpool(Stream, config.pipeline, f"connection {next(names)}")
+        if open_streams >= config.max_streams:
+            await websocket.close(code=1013, reason=f"too many connections: this server takes {config.max_streams} at once "
+                                                    "(main.py serve --max-streams); try again later")
+            return
+        open_streams += 1
+        stream = None
         try:
+            model = websocket.app.state.pool.classifier
+            stream = await run_in_threadpool(Stream, config.pipeline, f"connection {next(names)}", model)
             await _serve_stream(websocket, stream, config)
         except WebSocketDisconnect:
             pass
+        finally:
+            open_streams -= 1
+            if stream is not None:
+                with anyio.CancelScope(shield=True):  # a cancelled connection still stops its thread
+                    await run_in_threadpool(stream.close)
 
 
 async def _serve_stream(websocket: WebSocket, stream: Stream, config: ServeConfig) -> None:
@@ -205,7 +259,9 @@ async def _form(request: Request, config: ServeConfig):
     """
     try:
         return await request.form(max_files=1, max_fields=8, max_part_size=_form_limit(config))
-    except HTTPException as error:  # Starlette turns its MultiPartException into a 400
+    except StarletteHTTPException as error:  # Starlette turns its MultiPartException into its own 400
+        if error.status_code == 413:  # the body itself is over the limit (_refuse_large_bodies)
+            raise
         status = 413 if "maximum size" in str(error.detail) else 400
         raise HTTPException(status, f"unreadable form: {error.detail}") from None
 

@@ -56,15 +56,20 @@ def _free_port() -> int:
 
 
 class Server:
-    """``main.py serve`` in a child process, as a user runs it; a context manager."""
+    """``main.py serve`` in a child process, as a user runs it (on a free port unless given);
+    a context manager. Its output goes to a temporary file, never a pipe nobody drains (a full
+    pipe would stall the server): ``output`` holds it once the server is closed."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, port: int | None = None):
         import httpx
 
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.output = ""
+        self._log = tempfile.TemporaryFile("w+", encoding="utf-8")
         command = [sys.executable, str(app_dir() / "main.py"), "serve", "--port", str(self.port), "--no-access-log", *args]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 120
         while self.process.poll() is None and time.monotonic() < deadline:
             try:
@@ -73,11 +78,17 @@ class Server:
             except httpx.TransportError:
                 time.sleep(0.2)
         self.close()
-        raise UserError(f"main.py serve did not start: {self.process.stderr.read()[-500:]}")
+        raise UserError(f"main.py serve did not start: {self.output[-500:]}")
 
     def close(self) -> None:
-        self.process.terminate()
+        """SIGTERM, as a service manager stops it; then ``output`` is what it wrote."""
+        if self.process.poll() is None:
+            self.process.terminate()
         self.process.wait(timeout=30)
+        if not self._log.closed:
+            self._log.seek(0)
+            self.output = self._log.read()
+            self._log.close()
 
     def __enter__(self) -> "Server":
         return self

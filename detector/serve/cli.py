@@ -7,15 +7,19 @@ exit code 2, raised as :class:`~detector.errors.UserError` before the server sta
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
+import os
 import socket
+import sys
 from dataclasses import fields
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detector.errors import UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
-from detector.serve.config import ServeConfig
+from detector.serve.config import ServeConfig, loopback_only
+
+if TYPE_CHECKING:
+    from detector.classifier import EmotionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,8 @@ def serve_parser() -> argparse.ArgumentParser:
     net.add_argument("--max-pixels", type=int, default=defaults["max_pixels"], metavar="N",
                      help=f"largest image accepted, width x height (default {defaults['max_pixels']})")
     net.add_argument("--workers", type=int, metavar="N", help="pipelines serving /predict and /face at once (default: one per core, at most 4)")
+    net.add_argument("--max-streams", type=int, default=defaults["max_streams"], metavar="N",
+                     help=f"WebSocket connections at once; more are closed with code 1013 (default {defaults['max_streams']})")
     net.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
                      help="let pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable (default: none)")
     net.add_argument("--no-access-log", action="store_true", help="no log line per request")
@@ -49,7 +55,7 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
     """Raises UserError for values out of range (argparse has checked the types)."""
-    for name in ("max_bytes", "max_pixels", "workers"):
+    for name in ("max_bytes", "max_pixels", "workers", "max_streams"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be 1 or more, got {value}")
@@ -57,19 +63,21 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         raise UserError(f"--port must be 0-65535, got {args.port}")
     optional = {"workers": args.workers} if args.workers else {}
     return ServeConfig(pipeline=pipeline_config(args), host=args.host, port=args.port, max_bytes=args.max_bytes,
-                       max_pixels=args.max_pixels, cors_origins=tuple(args.cors), **optional)
+                       max_pixels=args.max_pixels, max_streams=args.max_streams, cors_origins=tuple(args.cors), **optional)
 
 
-def check_startable(config: ServeConfig) -> None:
-    """What would stop the server, found before it starts (loads no model).
+def check_startable(config: ServeConfig) -> "EmotionClassifier":
+    """What would stop the server, found before it starts: loads the model (once; the app
+    is handed it) and the cascade, and tries the port.
 
     Raises:
-        UserError: the model or cascade is missing or unusable, or the port cannot be bound.
+        UserError: the model or cascade is missing or unusable (a ModelError: no labels.txt,
+            a bad model.json...), or the port cannot be bound.
     """
-    from detector.classifier import resolve_model
     from detector.faces import HaarFaceDetector
+    from detector.serve.engine import shared_classifier
 
-    resolve_model(Path(config.pipeline.model.path), config.pipeline.model.backend, config.pipeline.model.int8)
+    classifier = shared_classifier(config.pipeline.model)
     HaarFaceDetector(config.pipeline.cascade, config.pipeline.detector)
     try:
         infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
@@ -78,22 +86,26 @@ def check_startable(config: ServeConfig) -> None:
             probe.bind(infos[0][4])
     except OSError as error:
         raise UserError(f"cannot listen on {config.host}:{config.port}: {error.strerror or error}") from None
+    return classifier
 
 
-def loopback_only(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may well resolve to a public interface
-        return False
+def limit_decoder_pixels(max_pixels: int) -> None:
+    """OpenCV's decoders refuse pictures over ``max_pixels`` from their header, before unpacking
+    them: the cap for formats whose header Pillow does not read (Radiance HDR, PFM, EXR...),
+    which :func:`~detector.serve.images.check_declared_size` lets through. OpenCV 4.14 reads
+    ``OPENCV_IO_MAX_IMAGE_PIXELS`` (``detector.imageio.PIXEL_LIMIT_ENV``, named here because
+    importing that module imports cv2) once, when cv2 is imported, so this must run first."""
+    if "cv2" in sys.modules:
+        log.warning("OpenCV was imported before the pixel limit was set: it keeps its own limit of 2**30 pixels")
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
 
 
 def serve_main(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     config = serve_config(args)
-    check_startable(config)
+    limit_decoder_pixels(config.max_pixels)  # before anything imports cv2
+    classifier = check_startable(config)
     if not loopback_only(config.host):
         log.warning("listening on %s: other machines on the network can reach this server (there is no authentication)", config.host)
     import uvicorn
@@ -102,7 +114,7 @@ def serve_main(argv: list[str]) -> int:
 
     # WebSocket frames past the image limit get a JSON 413 up to uvicorn's 16 MiB; larger ones close the socket
     ws_max_size = max(16 * 1024 * 1024, config.max_bytes + 1024)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, ws_max_size=ws_max_size,
+    server = uvicorn.Server(uvicorn.Config(create_app(config, classifier), host=config.host, port=config.port, ws_max_size=ws_max_size,
                                            access_log=not args.no_access_log, log_level="info"))
     server.run()
     if not server.started:

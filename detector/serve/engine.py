@@ -1,18 +1,23 @@
 """The app's pipeline, shared by requests without sharing what it remembers.
 
-A pipeline remembers faces, tracks and smoothed probabilities per *source name* and
+A pipeline remembers faces, their ids and smoothed probabilities per *source name* and
 starts afresh when the name changes (that is how each image of a folder stands alone).
 So one-shot requests borrow a pipeline from a small pool and give their frame a name no
 frame had before: every stage starts from nothing, and nothing of one request reaches
 another. Building a pipeline per request would do the same but costs about as much as
 the request itself (docs/SERVING.md measures both). A WebSocket connection gets a
-pipeline of its own, so its tracker and smoother follow its faces across frames.
+pipeline of its own, so the face finder in its detect stage keeps each face's id across
+frames and its smoother follows them.
+
+Every pipeline shares the one classifier the server loaded (:func:`shared_classifier`):
+a model is loaded once per server, not per pipeline or connection.
 """
 
 from __future__ import annotations
 
 import itertools
 import queue
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,22 +26,56 @@ from typing import Iterator
 import numpy as np
 
 from detector.app import build_pipeline
-from detector.config import AppConfig
+from detector.classifier import EmotionClassifier
+from detector.config import AppConfig, ModelConfig
 from detector.pipeline import Pipeline
 from detector.results import Faces, FrameResult
 
 
+class _OneCallAtATime:
+    """A backend whose ``predict`` runs one call at a time. ONNX Runtime's ``InferenceSession.run``
+    is safe to call from many threads at once; a TensorFlow signature or Keras model shared by
+    threads is not documented to be, so the server takes turns on it."""
+
+    def __init__(self, backend):
+        self._backend, self._lock = backend, threading.Lock()
+        self.name = backend.name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._backend.predict(batch)
+
+    def __getattr__(self, name: str):  # input_hwc, max_batch, num_outputs...: the wrapped backend's
+        return getattr(self._backend, name)
+
+
+def shared_classifier(config: ModelConfig) -> EmotionClassifier:
+    """The model, loaded once, for every pipeline of the server to call from its own thread.
+
+    Raises:
+        ModelError, UserError: as :class:`EmotionClassifier` does (missing or unusable model).
+    """
+    classifier = EmotionClassifier(config)
+    if classifier.backend.name != "onnx":
+        classifier.backend = _OneCallAtATime(classifier.backend)
+    return classifier
+
+
 class PipelinePool:
     """``size`` pipelines for stateless one-shot calls; a call waits while all are busy.
-    Thread-safe: each pipeline serves one call at a time."""
+    Thread-safe: each pipeline serves one call at a time. ``close()`` stops their threads."""
 
-    def __init__(self, config: AppConfig, size: int):
-        pipelines = [build_pipeline(config) for _ in range(size)]
+    def __init__(self, config: AppConfig, size: int, classifier: EmotionClassifier):
+        self._pipelines = [build_pipeline(config, classifier) for _ in range(size)]
         self._idle: queue.Queue[Pipeline] = queue.Queue()
-        for pipeline in pipelines:
+        for pipeline in self._pipelines:
             self._idle.put(pipeline)
         self._names = itertools.count(1)
-        self.classifier = dict(pipelines[0].stages)["classify"].classifier  # for /model: every pipeline loads the same
+        self.classifier = classifier  # for /model
+
+    def close(self) -> None:
+        for pipeline in self._pipelines:
+            pipeline.close()
 
     @contextmanager
     def _borrowed(self) -> Iterator[Pipeline]:
@@ -61,10 +100,11 @@ class PipelinePool:
 class Stream:
     """One connection's frames: its own pipeline, so ids and smoothing follow its faces.
     Frame times are seconds since the connection opened, which the smoother's time
-    constant is measured in. Not thread-safe: one frame at a time."""
+    constant is measured in. Not thread-safe: one frame at a time. ``close()`` when the
+    connection ends: it stops the pipeline's face-search thread."""
 
-    def __init__(self, config: AppConfig, name: str):
-        self.pipeline = build_pipeline(config)
+    def __init__(self, config: AppConfig, name: str, classifier: EmotionClassifier):
+        self.pipeline = build_pipeline(config, classifier)
         self.name = name
         self._started = time.perf_counter()
         self._frames = 0
@@ -73,3 +113,6 @@ class Stream:
         frame = FrameResult(index=self._frames, time=time.perf_counter() - self._started, source=self.name, image=image)
         self._frames += 1
         return self.pipeline(frame)
+
+    def close(self) -> None:
+        self.pipeline.close()

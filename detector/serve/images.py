@@ -2,7 +2,9 @@
 
 Limits are checked before anything is decoded: the byte size, then the pixel count the
 file's header declares (a few hundred KB of PNG can unpack to gigabytes), and the pixel
-count again once decoded, for formats whose header Pillow does not read. A failure is a
+count again once decoded. Formats whose header Pillow does not read are held to the
+limit by OpenCV's own header check (``main.py serve`` sets it: see
+:func:`~detector.serve.cli.limit_decoder_pixels`). A failure is a
 :class:`BadImage` carrying the HTTP status the client gets (400 unreadable, 413 too
 large), never an exception the server has to survive.
 """
@@ -15,7 +17,7 @@ import io
 
 import numpy as np
 
-from detector.imageio import ImageDecodeError, decode_image_bytes
+from detector.imageio import PIXEL_LIMIT_ENV, ImageDecodeError, decode_image_bytes
 from detector.serve.config import ServeConfig
 
 
@@ -61,11 +63,18 @@ def decode_upload(data: bytes, config: ServeConfig) -> np.ndarray:
     try:
         image = decode_image_bytes(data)  # as the app reads a file: orientation, bit depth, decoder limits
     except ImageDecodeError as error:
+        if PIXEL_LIMIT_ENV in str(error):  # OpenCV's header check, set to max_pixels by main.py serve
+            raise BadImage(413, f"image has more pixels than the limit of {config.max_pixels}") from None
         raise BadImage(400, str(error)) from None
     height, width = image.shape[:2]
     if height * width > config.max_pixels:
         raise BadImage(413, f"image is {width}x{height} = {width * height} pixels; the limit is {config.max_pixels}")
     return image
+
+
+def base64_limit(max_bytes: int) -> int:
+    """Characters of base64 for ``max_bytes`` bytes: 4 for every 3, the last group padded."""
+    return (max_bytes + 2) // 3 * 4
 
 
 def decode_base64(text: str, config: ServeConfig) -> np.ndarray:
@@ -76,7 +85,7 @@ def decode_base64(text: str, config: ServeConfig) -> np.ndarray:
         BadImage: 400 when the text is not base64 or not an image, 413 when too large.
     """
     payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
-    if len(payload) > config.max_bytes * 4 // 3 + 4:  # base64 is 4 characters per 3 bytes
+    if len(payload) > base64_limit(config.max_bytes):
         raise BadImage(413, f"image is over the limit of {config.max_bytes} bytes")
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)  # line breaks allowed

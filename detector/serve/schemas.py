@@ -32,7 +32,8 @@ class FacePredictions(BaseModel):
 
 
 class StreamFace(FaceOut):
-    id: int = Field(description="stays with the face across this connection's frames")
+    id: int | None = Field(None, description="stays with the face across this connection's frames; null for a face "
+                                        "the finder does not follow (a face-sized picture classified whole)")
     raw_probs: dict[str, float] = Field(description="this frame alone, before smoothing; probs are smoothed over time")
 
 
@@ -44,7 +45,9 @@ class StreamFrame(BaseModel):
     width: int
     height: int
     faces: list[StreamFace]
-    timings: dict[str, float] = Field(description="milliseconds per stage: decode, detect (faces with their ids), classify, smooth, total")
+    timings: dict[str, float] = Field(description="milliseconds per stage: decode, detect (faces with their ids), whole_image "
+                                                "(a face-sized picture without a detected face is classified whole), "
+                                                "classify, smooth, total")
 
 
 class ModelInfo(BaseModel):
@@ -69,8 +72,9 @@ def faces_out(result: FrameResult) -> list[FaceOut]:
 
 
 def stream_frame(result: FrameResult, decode_ms: float) -> StreamFrame:
-    """A tracked, smoothed frame; ``raw_probs`` equal ``probs`` where smoothing changed nothing."""
-    faces = [StreamFace(box=r["box"], id=r["id"], label=r["label"], score=r["score"], probs=most_likely_first(r["probs"]),
+    """A frame of a stream, its faces with ids and smoothed; ``raw_probs`` equal ``probs`` where
+    smoothing changed nothing. A face without an id in its record gets ``id: null``."""
+    faces = [StreamFace(box=r["box"], id=r.get("id"), label=r["label"], score=r["score"], probs=most_likely_first(r["probs"]),
                         raw_probs=most_likely_first(r.get("raw_probs", r["probs"]))) for r in result.records]
     timings = {"decode": round(decode_ms, 2), **{k: round(v, 2) for k, v in result.timings.items()}}
     height, width = result.image.shape[:2]
