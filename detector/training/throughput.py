@@ -10,8 +10,8 @@ images per CPU-second (the second is less sensitive to other work on the machine
 Variants (``VARIANTS``): decoded arrays cached once vs JPEG decoded every epoch
 (``tf.data`` from the files); augmentation vectorised per batch (inside the model, the
 default) vs per image in ``tf.data.map``; float32 vs mixed bfloat16; XLA on/off; batch
-128/256; TensorFlow intra-op threads. ``main.py train``'s defaults are the fastest variant
-here: decoded arrays, batch augmentation, batch 128, mixed bfloat16 on CPUs that have it.
+128/256; TensorFlow intra-op threads. On this CPU only the precision matters
+(docs/MODELS.md): ``main.py train`` defaults to mixed bfloat16 where the CPU has it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ FER2013_TRAIN = 28709  # faces in FER2013's train split (its README): what one e
 @dataclass(frozen=True)
 class Variant:
     name: str
-    data: str = "arrays"  # arrays: decoded once; jpeg: decoded from the files every step
+    data: str = "arrays"  # arrays: decoded once, tf.data; jpeg: decoded from the files every step; fit: model.fit on numpy
     augment: str = "batch"  # batch: Keras layers on the batch inside the model; image: per image in tf.data
     precision: str = "mixed_bfloat16"
     jit: bool = False
@@ -50,6 +50,7 @@ VARIANTS = (
     replace(BASE, name="JPEG decoded every epoch", data="jpeg"),
     replace(BASE, name="augmentation per image (tf.data map)", augment="image"),
     replace(BASE, name="1 intra-op thread", threads=1),
+    replace(BASE, name="model.fit on numpy arrays (Keras' array adapter)", data="fit"),
 )
 
 
@@ -74,6 +75,22 @@ def _dataset(variant: Variant, data_dir: str, augment_layer):
     return data.repeat().batch(variant.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _fit_seconds(model, data_dir: str, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
+    """Wall and CPU seconds of ``model.fit`` on ``steps`` batches of decoded numpy arrays,
+    shuffled, after a warm-up ``fit``: how ``main.py train`` feeds Keras."""
+    import numpy as np
+
+    from detector.training.data import load_split
+
+    split = load_split(data_dir, "train")
+    images, targets = split.images[..., None], np.eye(len(split.classes), dtype="float32")[split.labels]
+    model.fit(images[: warmup * batch_size], targets[: warmup * batch_size], batch_size=batch_size, epochs=1, verbose=0)
+    count = steps * batch_size
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(images[:count], targets[:count], batch_size=batch_size, epochs=1, verbose=0)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def measure(variant: Variant, data_dir: str, steps: int, warmup: int) -> dict:
     """Images/s of ``variant`` in this process (call it in a fresh one)."""
     import tensorflow as tf
@@ -89,13 +106,16 @@ def measure(variant: Variant, data_dir: str, steps: int, warmup: int) -> dict:
     model = training_model(core, (48, 48, 1), 1.0 if variant.augment == "batch" else 0.0)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), jit_compile=variant.jit)
-    batches = iter(_dataset(variant, data_dir, augmentation(1.0)))
-    for _ in range(warmup):
-        model.train_on_batch(*next(batches))
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        model.train_on_batch(*next(batches))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if variant.data == "fit":
+        wall, cpu = _fit_seconds(model, data_dir, variant.batch_size, steps, warmup)
+    else:
+        batches = iter(_dataset(variant, data_dir, augmentation(1.0)))
+        for _ in range(warmup):
+            model.train_on_batch(*next(batches))
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            model.train_on_batch(*next(batches))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     images = steps * variant.batch_size
     return {**asdict(variant), "images_per_s": round(images / wall, 1), "images_per_cpu_s": round(images / cpu, 1),
             "epoch_minutes": round(FER2013_TRAIN / (images / wall) / 60, 2), "load_average": os.getloadavg()[0]}

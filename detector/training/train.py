@@ -46,7 +46,7 @@ def _accelerator() -> str | None:
 
 def _auto_precision(accelerator: str | None) -> str:
     """mixed_float16 on a GPU; mixed_bfloat16 on a CPU with bf16 instructions (AVX512-BF16 or
-    AMX: the fastest variant for fer_vgg, docs/MODELS.md); float32 elsewhere."""
+    AMX: faster than float32 for fer_vgg, docs/MODELS.md); float32 elsewhere."""
     if accelerator:
         return "mixed_float16"
     try:
