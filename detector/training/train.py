@@ -66,7 +66,6 @@ def train(config: TrainConfig) -> Path:
     import keras
 
     from detector.training import data as fer
-    from detector.training.ema import EMA_METRIC, EmaValidation
     from detector.training.models import architecture, create_model, training_model
 
     out = Path(config.out)
@@ -82,14 +81,7 @@ def train(config: TrainConfig) -> Path:
     keras.mixed_precision.set_global_policy(precision)
     log.info("backend %s, accelerator %s, precision %s", keras.backend.backend(), accelerator or "none (CPU)", precision)
 
-    train_split = fer.load_split(config.data, "train")
-    if config.teacher:
-        from detector.training.distill import load_soft_targets
-
-        train_split = replace(train_split, soft_targets=load_soft_targets(config.teacher, train_split))
-    val_split = fer.load_split(config.data, "val")
-    if config.limit:
-        train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
+    train_split, val_split = _splits(config)
     classes = train_split.classes
     spec = architecture(config.arch)
     size = config.img_size or spec.input_shape[0]
@@ -112,27 +104,13 @@ def train(config: TrainConfig) -> Path:
     )
     clock = _TrainClock(out / "train_time.json", resumed)
     one_hot = np.eye(len(classes), dtype="float32")
-    callbacks = [
-        *([EmaValidation(_to_input(train_split.images[np.random.default_rng(config.seed).permutation(len(train_split))]),
-                         _to_input(val_split.images), one_hot[val_split.labels], out / EMA_WEIGHTS,
-                         _best(earlier, EMA_METRIC), config.batch_size)] if config.ema_momentum else []),
-        keras.callbacks.LambdaCallback(on_epoch_end=clock.save),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda _, logs: logs.update(learning_rate=float(model.optimizer.learning_rate))),
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(out / RAW_WEIGHTS),
-            monitor="val_accuracy",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=_best(earlier, "val_accuracy"),
-        ),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resumed),  # a fresh run starts a fresh log
-    ]
+    val = (_to_input(val_split.images), one_hot[val_split.labels])
+    callbacks = _callbacks(config, out, model, train_split, val, resumed, earlier, clock)
     weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
     model.fit(
         _to_input(train_split.images),
         _targets(train_split, one_hot, config.distill_weight),
-        validation_data=(_to_input(val_split.images), one_hot[val_split.labels]),
+        validation_data=val,
         epochs=config.epochs,
         batch_size=config.batch_size,
         class_weight=weights,
@@ -152,6 +130,45 @@ def train(config: TrainConfig) -> Path:
 
         export_model(out / "best.keras", out / "saved_model", classes, data=config.data)
     return out
+
+
+def _splits(config: TrainConfig):
+    """Train (with the teacher's soft targets, when distilling) and val splits, cut to
+    ``config.limit`` for a smoke run."""
+    from detector.training import data as fer
+
+    train_split = fer.load_split(config.data, "train")
+    if config.teacher:
+        from detector.training.distill import load_soft_targets
+
+        train_split = replace(train_split, soft_targets=load_soft_targets(config.teacher, train_split))
+    val_split = fer.load_split(config.data, "val")
+    if config.limit:
+        train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
+    return train_split, val_split
+
+
+def _callbacks(config: TrainConfig, out: Path, model, train_split, val: tuple[np.ndarray, np.ndarray],
+               resumed: bool, earlier: list[dict[str, str]], clock: "_TrainClock") -> list:
+    """What runs after each epoch, in this order: the weight average judged (it adds a metric
+    the later ones log), training minutes, the learning rate, the backup, the best raw
+    weights, the history row. ``resumed``: an interrupted run goes on; ``earlier``: the rows of
+    the epochs it did."""
+    import keras
+
+    from detector.training.ema import EMA_METRIC, EmaValidation
+
+    shuffled = _to_input(train_split.images[np.random.default_rng(config.seed).permutation(len(train_split))])
+    ema = [EmaValidation(shuffled, *val, out / EMA_WEIGHTS, _best(earlier, EMA_METRIC), config.batch_size)] if config.ema_momentum else []
+    return [
+        *ema,
+        keras.callbacks.LambdaCallback(on_epoch_end=clock.save),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda _, logs: logs.update(learning_rate=float(model.optimizer.learning_rate))),
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(str(out / RAW_WEIGHTS), monitor="val_accuracy", save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=_best(earlier, "val_accuracy")),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resumed),  # a fresh run starts a fresh log
+    ]
 
 
 class _TrainClock:
