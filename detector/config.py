@@ -44,7 +44,6 @@ class DetectorConfig:
     tilt_angles: tuple[float, ...] = (15.0, -15.0, 30.0, -30.0)  # a known face the upright search lost is looked for at these tilts, in order (() = off; docs/TILT.md)
 
 
-
 @dataclass(frozen=True)
 class TrackingConfig:
     """Face identity (``detector.faces.FaceFinder``, its one owner) and per-face smoothing
@@ -66,6 +65,9 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class AppConfig:
+    """A run of the app (and of ``serve`` and ``batch``, which fill what applies to them):
+    the model, face finding, identity and smoothing settings, the source and the outputs."""
+
     source: str | None = None  # None: camera 0, else the bundled sample clip
     model: ModelConfig = field(default_factory=lambda: ModelConfig(str(resource(DEFAULT_MODEL_DIR))))
     detector: DetectorConfig = field(default_factory=DetectorConfig)
