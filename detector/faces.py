@@ -279,11 +279,11 @@ class FaceFinder:
         """Look for each face not re-found upright at a tilt (``detector.tilt``), but only a
         face with no other known face near it: next to another face, the tilted search would
         find that one (two faces crossing), and the finder would give it the wrong id."""
-        angles = self.detector.config.tilt_angles
-        if not angles:
+        angles, missed = self.detector.config.tilt_angles, [i for i, box in enumerate(found) if box is None]
+        if not angles or not missed:  # the usual frame: every known face re-found upright
             return found
         centres, sides = _centres(last), np.sqrt(last[:, 2:].astype(np.float64).prod(axis=1))
-        for i in [i for i, box in enumerate(found) if box is None]:
+        for i in missed:
             others = np.delete(np.arange(len(last)), i)
             apart = np.linalg.norm(centres[others] - centres[i], axis=1) > self.tracking.reid_distance * (sides[others] + sides[i]) / 2
             if apart.all():

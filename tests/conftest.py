@@ -11,7 +11,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # tests import tools/ and detector/ from the checkout
-DEFAULT_FER2013_DIR = REPO_ROOT.parent / "shared" / "fer2013"
 
 
 def require_shared(path: Path, reason: str) -> Path:
@@ -26,7 +25,9 @@ def require_shared(path: Path, reason: str) -> Path:
 @pytest.fixture(scope="session")
 def fer2013_dir() -> Path:
     """The FER2013 data set; skipped when absent, except on CI (``CI=true``) where it must exist."""
-    path = Path(os.environ.get("FER2013_DIR") or DEFAULT_FER2013_DIR)
+    from detector.paths import DEFAULT_DATA_DIR  # $FER2013_DIR, else ../shared/fer2013 (from the repo root)
+
+    path = Path(DEFAULT_DATA_DIR) if Path(DEFAULT_DATA_DIR).is_absolute() else REPO_ROOT / DEFAULT_DATA_DIR
     return require_shared(path, f"FER2013 not found at {path} (set FER2013_DIR to a folder tree, fer2013.csv or packed .npz)")
 
 

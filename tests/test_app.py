@@ -13,7 +13,7 @@ from conftest import REPO_ROOT, run_main
 from detector.app import build_pipeline
 from detector.config import AppConfig, ModelConfig
 from detector.results import FrameResult
-from scenes import SAMPLE_CLIP, detectable_faces, iou, scene_with, write_video
+from tools.scenes import SAMPLE_CLIP, detectable_faces, iou, scene_with, write_video
 
 
 def _read_lines(path):

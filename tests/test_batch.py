@@ -20,7 +20,7 @@ from conftest import REPO_ROOT, run_main
 from detector.batch.inputs import collect_inputs, result_names
 from detector.cli import main
 from detector.errors import UserError
-from scenes import SAMPLE_CLIP, detectable_faces, scene_with, write_video
+from tools.scenes import SAMPLE_CLIP, detectable_faces, scene_with, write_video
 
 CUT_FRAMES = 60  # 2.5 s of the 24 fps sample clip per cut
 CUTS = {"a/sample_face.mp4": 0, "b/sample_face.mp4": 200, "b/deeper/later.mp4": 380}  # file -> first frame

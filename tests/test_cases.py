@@ -22,7 +22,7 @@ import pytest
 
 from conftest import REPO_ROOT, require_shared, run_main
 from detector.imageio import ImageDecodeError, decode_image_bytes, read_image_file
-from scenes import iou
+from tools.scenes import iou
 
 CASES_DIR = REPO_ROOT.parent / "shared" / "cases"
 

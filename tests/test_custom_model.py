@@ -15,7 +15,7 @@ from detector.classifier import EmotionClassifier
 from detector.config import ModelConfig
 from detector.errors import ModelError
 from detector.training.export import export_model
-from scenes import SAMPLE_CLIP
+from tools.scenes import SAMPLE_CLIP
 
 CLASSES = ("angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 

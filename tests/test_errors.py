@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_main
-from scenes import SAMPLE_CLIP
+from tools.scenes import SAMPLE_CLIP
 
 CODE_RAN = "code_ran.txt"  # what the Lambda layer in _keras_with_code would create if it ever ran
 

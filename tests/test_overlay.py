@@ -11,7 +11,7 @@ from detector.app import build_pipeline
 from detector.config import AppConfig, ModelConfig
 from detector.overlay import Overlay, ProbabilityHistory, color_for
 from detector.results import FrameResult
-from scenes import SAMPLE_CLIP, background
+from tools.scenes import SAMPLE_CLIP, background
 
 NOTICE = "No camera found: playing the sample clip"
 

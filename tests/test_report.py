@@ -20,7 +20,7 @@ from detector.progress import progress
 from detector.report import ReportSink
 from detector.results import Faces, FrameResult
 from detector.sources import open_source
-from scenes import CASCADE, detectable_faces, iou, scene_with, write_video
+from tools.scenes import CASCADE, detectable_faces, iou, scene_with, write_video
 
 FPS = 15.0
 FRAMES = 36  # 2.4 s

@@ -42,7 +42,7 @@ from detector.serve.bench import Server
 from detector.serve.browser import clip_frames
 from detector.serve.config import ServeConfig
 from tests.conftest import REPO_ROOT, run_main
-from tests.scenes import background
+from tools.scenes import background
 
 FACE_FRAMES = (120, 200, 260, 330)  # the woman faces the camera in these frames of the clip
 SERVER_MODULES = ("fastapi", "uvicorn", "starlette", "python_multipart", "multipart")

@@ -11,7 +11,7 @@ import numpy as np
 
 from conftest import REPO_ROOT
 from detector.overlay import EMOTION_COLORS
-from scenes import SAMPLE_CLIP
+from tools.scenes import SAMPLE_CLIP
 from tools.xwindow import grab, wait_for_window, window_geometry, xdotool
 
 WINDOW = "Emotion detector"

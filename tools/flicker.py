@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -41,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from detector.app import build_pipeline  # noqa: E402
 from detector.bench import table_path  # noqa: E402
+from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
 from detector.config import ModelConfig  # noqa: E402
 from detector.config import AppConfig, TrackingConfig  # noqa: E402
 from detector.faces import HaarFaceDetector, iou_matrix  # noqa: E402
@@ -350,7 +350,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO / "saved_model_trt"), help="model folder/file (default: the shipped model)")
-    p.add_argument("--fer2013", default=os.environ.get("FER2013_DIR") or str(REPO.parent / "shared" / "fer2013"))
+    p.add_argument("--fer2013", default=DEFAULT_DATA_DIR, help="FER2013 folder (default: $FER2013_DIR, else %(default)s)")
     p.add_argument("--tau", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.4, 0.5], help="smoothing time constants (s)")
     p.add_argument("--out", default="flicker.json", help="where to write the numbers as JSON (the tables go beside it, .table.md)")
     args = p.parse_args(argv)

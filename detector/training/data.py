@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.errors import UserError
 from detector.labels import FER2013_LABELS
-from detector.paths import DEFAULT_DATA_DIR  # noqa: F401 - the training modules' default, read from here
+
 from detector.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from detector.errors import UserError
-from detector.training.data import DEFAULT_DATA_DIR, Split, class_mapping, load_split
+from detector.paths import DEFAULT_DATA_DIR
+from detector.training.data import Split, class_mapping, load_split
 
 log = logging.getLogger(__name__)
 

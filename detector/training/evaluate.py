@@ -24,7 +24,8 @@ from detector.classifier import METRICS_FILE, EmotionClassifier
 from detector.config import ModelConfig
 from detector.errors import UserError
 from detector import flags
-from detector.training.data import DEFAULT_DATA_DIR, SPLITS, Split, class_mapping, load_split
+from detector.paths import DEFAULT_DATA_DIR
+from detector.training.data import SPLITS, Split, class_mapping, load_split
 
 log = logging.getLogger(__name__)
 

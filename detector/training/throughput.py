@@ -131,7 +131,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from detector.training.data import DEFAULT_DATA_DIR
+    from detector.paths import DEFAULT_DATA_DIR
 
     p = argparse.ArgumentParser(prog="python -m detector.training.throughput", description=__doc__.split("\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="FER2013 folder (default: $FER2013_DIR, else %(default)s)")

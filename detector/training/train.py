@@ -156,9 +156,11 @@ def _callbacks(config: TrainConfig, out: Path, model, train_split, val: tuple[np
     the epochs it did."""
     import keras
 
-    from detector.training.ema import EMA_METRIC, EmaValidation
+    from detector.training.ema import BN_BATCHES, EMA_METRIC, EmaValidation
 
-    shuffled = _to_input(train_split.images[np.random.default_rng(config.seed).permutation(len(train_split))])
+    # the faces the average's batch-norm statistics are re-estimated on: a random draw, only as many as it uses
+    draw = np.random.default_rng(config.seed).permutation(len(train_split))[: BN_BATCHES * config.batch_size]
+    shuffled = _to_input(train_split.images[draw])
     ema = [EmaValidation(shuffled, *val, out / EMA_WEIGHTS, _best(earlier, EMA_METRIC), config.batch_size)] if config.ema_momentum else []
     return [
         *ema,
