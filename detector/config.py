@@ -101,7 +101,7 @@ class TrainConfig:
     channels: int | None = None  # default: the architecture's own
     learning_rate: float = 0.05  # peak of the warm-up + cosine schedule (SGD, Nesterov)
     warmup_epochs: int = 3
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # SGD weight decay as in the papers: through momentum (see training.train.sgd)
     label_smoothing: float = 0.1
     ema_momentum: float = 0.999  # per-step weight average, judged on val each epoch (0 = off)
     dropout_rate: float = 0.4

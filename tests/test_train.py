@@ -82,3 +82,26 @@ def test_missing_export_package_fails_before_training(fer2013_dir, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the export after training cannot import") and "sympy" in last, result.stderr[-2000:]
     assert not (out / "history.csv").exists(), "no epoch may run before the check"
+
+
+def test_weight_decay_shrinks_weights_as_papers_sgd_does():
+    """``--weight-decay`` is SGD's coupled L2 (through momentum, as in PyTorch and the
+    papers): with no loss gradient, 1,000 steps must shrink a weight as that SGD does,
+    simulated here in numpy, not ten times less as Keras's own decoupled decay would."""
+    import numpy as np
+    import keras
+    from detector.config import TrainConfig
+    from detector.training.train import sgd
+
+    lr, wd, momentum, steps = 0.05, 0.002, 0.9, 1000
+    optimizer = sgd(TrainConfig(weight_decay=wd, ema_momentum=0), lr)
+    weight = keras.Variable(np.ones(4, "float32"))
+    for _ in range(steps):
+        optimizer.apply_gradients([(keras.ops.zeros(4), weight)])
+
+    w, buf = 1.0, 0.0  # torch.optim.SGD(nesterov=True, weight_decay=wd), zero loss gradient
+    for step in range(steps):
+        grad = wd * w
+        buf = grad if step == 0 else momentum * buf + grad
+        w -= lr * (grad + momentum * buf)
+    np.testing.assert_allclose(np.log(keras.ops.convert_to_numpy(weight)), np.log(w), rtol=0.03)

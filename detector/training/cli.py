@@ -30,6 +30,7 @@ HELP = {
     "channels": "1 gray or 3 RGB (default: the architecture's own)",
     "learning_rate": "peak learning rate of the warm-up + cosine schedule (SGD, Nesterov)",
     "warmup_epochs": "epochs of linear learning-rate warm-up",
+    "weight_decay": "SGD weight decay as in the papers and PyTorch (L2 through momentum), not Keras's decoupled one",
     "dropout_rate": "dropout before the classifier layers",
     "augment": "augmentation strength, 0 = off",
     "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble",
