@@ -58,6 +58,11 @@ def test_killed_run_resumes_from_its_last_epoch(fer2013_dir, tmp_path):
     assert abs(float(_rows(out / "history.csv")[info["best_epoch"] - 1][column]) - best) < 1e-6, info
     assert info["train_minutes"] >= info["train_minutes_this_session"] + minutes_before - 0.15, (info, minutes_before)  # rounding
 
+    from detector.training.export import export_model
+
+    exported = export_model(out / "best.keras", tmp_path / "exported", (out / "labels.txt").read_text().split())
+    assert json.loads((exported / "metrics.json").read_text())["training"] == info, "the model folder says how it was made"
+
 
 def test_export_without_tensorflow_fails_before_training(fer2013_dir, tmp_path, monkeypatch, capsys):
     """A PyTorch-only GPU machine: one line at once, not a traceback after the last epoch."""

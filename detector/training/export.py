@@ -30,6 +30,7 @@ import numpy as np
 from detector.classifier import METRICS_FILE, MODEL_INFO_FILE, ONNX_FILE
 from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
 from detector.training.quantize import add_int8
+from detector.training.train import TRAIN_INFO_FILE
 
 if TYPE_CHECKING:
     from detector.training.data import Split
@@ -219,7 +220,10 @@ def _checked_classes(classes: Sequence[str]) -> list[str]:
 def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False,
                  int8: bool = True) -> Path:
     """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info, and an int8
-    ONNX copy when ``data`` is given and it keeps val accuracy); returns ``out_dir``."""
+    ONNX copy when ``data`` is given and it keeps val accuracy); returns ``out_dir``.
+
+    ``metrics.json`` carries the training run's record (``train_info.json`` beside
+    ``keras_path``, under ``"training"``) so the model folder says how it was made."""
     started = time.perf_counter()
     keras_path, out_dir, classes = Path(keras_path), Path(out_dir), _checked_classes(classes)
     staging = _staging_dir(out_dir)
@@ -247,6 +251,9 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     metrics.update(params=int(core.count_params()), tta=tta_name, onnx_opset=ONNX_OPSET, exported_at=now)
     metrics["export_seconds"] = round(time.perf_counter() - started, 1)
+    record = keras_path.parent / TRAIN_INFO_FILE  # beside best.keras when main.py train made it
+    if record.is_file():
+        metrics["training"] = json.loads(record.read_text())  # minutes, epochs, which weights won, data
     (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)

@@ -23,6 +23,7 @@ from detector.config import TrainConfig
 
 RAW_WEIGHTS = "best.weights.h5"  # best raw weights on val (ModelCheckpoint)
 EMA_WEIGHTS = "best_ema.weights.h5"  # best weight average on val (EmaValidation)
+TRAIN_INFO_FILE = "train_info.json"  # the finished run's record; the export copies it into metrics.json
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def train(config: TrainConfig) -> Path:
     data = {"path": str(Path(config.data).resolve()), "train_images": len(train_split), "val_images": len(val_split)}
     info = {"arch": config.arch, **chosen, "data": data, "train_minutes": round(clock.minutes, 1),
             "train_minutes_this_session": round(clock.minutes_this_session, 1), "hardware": _hardware(accelerator)}
-    (out / "train_info.json").write_text(json.dumps(info, indent=2))
+    (out / TRAIN_INFO_FILE).write_text(json.dumps(info, indent=2))
     if config.export:
         from detector.training.export import export_model
 
