@@ -61,6 +61,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "train-throughput": _block("detector.training.throughput", "markdown", "train_throughput"),
     "bench-serve": _block("detector.serve.bench", "table", "serving"),  # these two commands also write
     "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
+    "real-clip": _block("tools.real_clip", "markdown", "real_clip"),
+    "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
 }
 
 
@@ -106,6 +108,12 @@ VALUES: dict[str, Callable[[], str]] = {
     "int8.speedup": lambda: f"{_variant('float32')['ms_per_face_batch1'] / _variant('int8 static')['ms_per_face_batch1']:.1f}",
     "export.int8_val": lambda: f"{100 * _export()['int8_val_accuracy']:.2f}%",
     "export.float32_val": lambda: f"{100 * _export()['float32_val_accuracy']:.2f}%",
+    "export.val_no_tta": lambda: f"{100 * _export()['val_accuracy_no_tta']:.1f}%",
+    "export.val_tta": lambda: f"{100 * _export()['val_accuracy_flip_tta']:.1f}%",
+    "shipped.train_minutes": lambda: f"{_export()['training']['train_minutes']:.0f}",
+    "shipped.epochs": lambda: str(_export()['training']['epochs_run']),
+    "shipped.best_epoch": lambda: str(_export()['training']['best_epoch']),
+    "shipped.weights": lambda: {"ema": "the weight average", "raw": "the raw weights"}[_export()['training']['weights']],
     "flicker.tau": lambda: f"{report('flicker')['default_tau']:g}",
     "flicker.sample.fewer": lambda: f"{_flicker_row('sample clip (24 fps)')['fewer_x']:.1f}",
     "flicker.sample.rate": lambda: f"{_flicker_row('sample clip (24 fps)')['changes_per_s']:.2f}",

@@ -151,6 +151,14 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict) -> str:
+    """Per-class precision, recall, F1 and support as a markdown table (docs/MODELS.md)."""
+    rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    rows += [f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
+             for name, row in results["per_class"].items()]
+    return "\n".join(rows)
+
+
 def plot_confusion(results: dict, path: str | Path) -> None:
     """Row-normalised confusion matrix PNG: each cell shows its % of the true class and its count."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no GUI backend, no global state
