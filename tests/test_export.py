@@ -153,6 +153,28 @@ def test_flip_tta_through_cli_averages_both_views(fer_vgg_keras, val_sample, fac
     np.testing.assert_allclose(_onnx_probs(out, x), probs, atol=MAX_ABS_DIFF)
 
 
+def test_class_bias_is_fitted_on_val_and_baked_into_the_graph(fer_vgg_keras, val_sample, faces, tmp_path):
+    """--class-bias: per-class log-offsets that raise val macro-F1 within the accuracy bar, and
+    the exported graph's probabilities are the TTA probabilities reweighted by exp(offset)."""
+    (fer_vgg_keras.parent / "labels.txt").write_text("\n".join(FER2013_LABELS) + "\n")
+    out = main([str(fer_vgg_keras), str(tmp_path / "bias"), "--data", str(val_sample), "--tta", "--class-bias", "--no-int8"])
+    report = json.loads((out / "metrics.json").read_text())["class_bias"]
+    offsets = np.array([report["log_offsets"][name] for name in FER2013_LABELS])
+    assert np.abs(offsets).max() > 0, "an untrained model's skewed predictions leave room to move: else this proves nothing"
+    (acc_before, acc_after), (f1_before, f1_after) = report["val_accuracy"], report["val_macro_f1"]
+    assert f1_after > f1_before and acc_after >= acc_before - report["max_val_accuracy_drop"], report
+
+    core = keras.models.load_model(fer_vgg_keras, compile=False, safe_mode=True)
+    x = model_inputs(faces, (48, 48, 1))
+    tta = (core.predict(x, verbose=0) + core.predict(x[:, :, ::-1], verbose=0)) / 2
+    expected = tta * np.exp(offsets)
+    np.testing.assert_allclose(_onnx_probs(out, x), expected / expected.sum(1, keepdims=True), atol=1e-5)
+
+    with np.load(val_sample) as val:  # the reported val figures, measured again on the exported file
+        predicted = _onnx_probs(out, model_inputs(val["val_images"], (48, 48, 1))).argmax(1)
+        assert np.mean(predicted == val["val_labels"]) == pytest.approx(acc_after, abs=0.005)
+
+
 def test_rgb_model_of_another_size_exports_and_agrees(val_sample, faces, tmp_path):
     classes = [f"class_{i}" for i in range(8)]
     path = _save_random_model(tmp_path / "rgb.keras", "mobilenetv2", 8, (96, 96, 3))

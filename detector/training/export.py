@@ -148,6 +148,46 @@ def _to_onnx(model: keras.Model, saved_model: Path, onnx_path: Path) -> str:
     return "tf2onnx"
 
 
+class ClassBias(keras.layers.Layer):
+    """Probabilities times ``exp(bias)`` per class, rows renormalised: the log-offsets that
+    :mod:`detector.training.calibrate` fitted on val; lives only in exported graphs."""
+
+    def __init__(self, bias: Sequence[float], **kwargs):
+        super().__init__(**kwargs)
+        self.bias = [float(b) for b in bias]
+
+    def call(self, probs):
+        weighted = probs * keras.ops.exp(keras.ops.convert_to_tensor(self.bias, dtype=probs.dtype))
+        return weighted / keras.ops.sum(weighted, axis=-1, keepdims=True)
+
+    def get_config(self):
+        return {**super().get_config(), "bias": self.bias}
+
+
+def with_class_bias(model: keras.Model, val: Split | None, classes: Sequence[str]) -> tuple[keras.Model, dict[str, Any]]:
+    """``model`` (probabilities out) followed by per-class log-offsets fitted on ``val`` for
+    macro-F1, and what they did on val.
+
+    Raises:
+        ValueError: no val faces with the model's classes to fit them on.
+    """
+    from detector.training.calibrate import MAX_ACCURACY_DROP, apply_class_bias, fit_class_bias
+    from detector.training.evaluate import classification_metrics
+
+    if val is None or tuple(classes) != val.classes:
+        raise ValueError("--class-bias needs --data with val faces of the model's own classes, in its order")
+    probs = model.predict(model_inputs(val.images, model.input_shape[1:]), batch_size=256, verbose=0)
+    bias = fit_class_bias(probs, val.labels)
+    before = classification_metrics(val.labels, probs.argmax(1), classes)
+    after = classification_metrics(val.labels, apply_class_bias(probs, bias).argmax(1), classes)
+    log.info("class bias %s: val accuracy %.4f -> %.4f, macro-F1 %.4f -> %.4f", np.round(bias, 2).tolist(),
+             before["accuracy"], after["accuracy"], before["macro_f1"], after["macro_f1"])
+    outputs = ClassBias(bias, name="class_bias")(model.outputs[0])
+    report = {"log_offsets": dict(zip(classes, bias.tolist())), "max_val_accuracy_drop": MAX_ACCURACY_DROP,
+              "val_accuracy": [before["accuracy"], after["accuracy"]], "val_macro_f1": [before["macro_f1"], after["macro_f1"]]}
+    return keras.Model(model.inputs[0], outputs, name=f"{model.name}_class_bias"), report
+
+
 def verify_onnx(saved_model: Path, onnx_path: Path, images: np.ndarray) -> dict[str, Any]:
     """Run the SavedModel and onnxruntime on the same images; also checks batch size 1."""
     import onnxruntime as ort
@@ -218,12 +258,14 @@ def _checked_classes(classes: Sequence[str]) -> list[str]:
 
 
 def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False,
-                 int8: bool = True) -> Path:
+                 int8: bool = True, class_bias: bool = False) -> Path:
     """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info, and an int8
     ONNX copy when ``data`` is given and it keeps val accuracy); returns ``out_dir``.
 
     ``metrics.json`` carries the training run's record (``train_info.json`` beside
-    ``keras_path``, under ``"training"``) so the model folder says how it was made."""
+    ``keras_path``, under ``"training"``) so the model folder says how it was made.
+    ``class_bias``: end the graph with per-class log-offsets fitted on val for macro-F1
+    (:func:`with_class_bias`; needs ``data``), recorded under ``"class_bias"``."""
     started = time.perf_counter()
     keras_path, out_dir, classes = Path(keras_path), Path(out_dir), _checked_classes(classes)
     staging = _staging_dir(out_dir)
@@ -237,6 +279,10 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
         val = load_split(data, "val")  # read once: the ONNX check, TTA accuracy and the int8 decision
     images, metrics = _check_images(val, classes, core)
     model = with_flip_tta(core) if tta else core
+    if class_bias:
+        if not _ends_in_softmax(core):
+            raise ValueError("--class-bias needs a model whose last layer is a softmax")
+        model, metrics["class_bias"] = with_class_bias(model, val, classes)
     model.export(str(staging), format="tf_saved_model", verbose=False)
     metrics["onnx_converter"] = _to_onnx(model, staging, staging / ONNX_FILE)
     metrics.update(verify_onnx(staging, staging / ONNX_FILE, images))
@@ -267,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("out_dir", type=Path, help="folder to write (replaced if it is an earlier export)")
     parser.add_argument("--data", help="FER2013 folder/csv/npz: check ONNX on real val faces and measure TTA")
     parser.add_argument("--tta", action="store_true", help="bake horizontal-flip test-time augmentation into the graph")
+    parser.add_argument("--class-bias", action="store_true",
+                        help="end the graph with per-class log-offsets fitted on --data's val split for macro-F1")
     parser.add_argument("--no-int8", dest="int8", action="store_false",
                         help="no model.int8.onnx (by default written when --data is given and it keeps val accuracy)")
     return parser
@@ -280,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     else:
         log.warning("no %s: assuming FER2013's class order %s", labels, FER2013_LABELS)
         classes = list(FER2013_LABELS)
-    return export_model(args.keras_path, args.out_dir, classes, data=args.data, tta=args.tta, int8=args.int8)
+    return export_model(args.keras_path, args.out_dir, classes, data=args.data, tta=args.tta, int8=args.int8,
+                        class_bias=args.class_bias)
 
 
 if __name__ == "__main__":
