@@ -30,9 +30,9 @@ from detector.training.models import create_model
 from detector.training.quantize import MAX_ACCURACY_DROP
 
 
-def _save_random_model(path: Path, name: str, classes: int, shape=None) -> Path:
+def _save_random_model(path: Path, name: str, classes: int, shape=None, seed: int = 0) -> Path:
     """Untrained weights, with a sharpened head so predictions are not near-uniform ties."""
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     model = create_model(name, classes, shape)
     head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
     kernel, bias = head.get_weights()
@@ -253,8 +253,24 @@ def test_mixed_precision_checkpoint_is_exported_in_float32():
 
 def test_cli_arguments():
     args = _parser().parse_args(["m.keras", "out", "--data", "d", "--tta"])
-    assert (args.keras_path, args.out_dir, args.data, args.tta) == (Path("m.keras"), Path("out"), "d", True)
+    assert (args.keras_paths, args.out_dir, args.data, args.tta) == ([Path("m.keras")], Path("out"), "d", True)
     assert _parser().parse_args(["m.keras", "out"]).data is None
+    assert _parser().parse_args(["a.keras", "b.keras", "out"]).keras_paths == [Path("a.keras"), Path("b.keras")]
+
+
+def test_ensemble_averages_every_member_on_both_views(fer_vgg_keras, val_sample, faces, tmp_path):
+    other = _save_random_model(tmp_path / "best.keras", "fer_vgg", 7, seed=1)
+    out = main([str(fer_vgg_keras), str(other), str(tmp_path / "ensemble"), "--data", str(val_sample), "--tta", "--no-int8"])
+    x = model_inputs(faces, (48, 48, 1))
+    views = [keras.models.load_model(path, compile=False, safe_mode=True).predict(view, verbose=0)
+             for path in (fer_vgg_keras, other) for view in (x, x[:, :, ::-1])]
+    assert np.abs(views[0] - views[2]).max() > 1e-3  # two different members, or this proves nothing
+    np.testing.assert_allclose(_onnx_probs(out, x), np.mean(views, axis=0), atol=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ensemble"]["members"] == [str(fer_vgg_keras), str(other)] and metrics["params"] == 2 * 1767207
+    with np.load(val_sample) as val:
+        predicted = _onnx_probs(out, model_inputs(val["val_images"], (48, 48, 1))).argmax(1)
+        assert np.mean(predicted == val["val_labels"]) == pytest.approx(metrics["ensemble"]["val_accuracy"], abs=0.005)
 
 
 def test_tf2onnx_fallback_on_the_saved_model(fer_vgg_export, fer_vgg_keras, faces, tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ def test_killed_run_resumes_from_its_last_epoch(fer2013_dir, tmp_path):
     from detector.training.export import export_model
 
     exported = export_model(out / "best.keras", tmp_path / "exported", (out / "labels.txt").read_text().split())
-    assert json.loads((exported / "metrics.json").read_text())["training"] == info, "the model folder says how it was made"
+    assert json.loads((exported / "metrics.json").read_text())["training"] == [info], "the model folder says how it was made"
 
 
 def test_export_without_tensorflow_fails_before_training(fer2013_dir, tmp_path, monkeypatch, capsys):

@@ -62,12 +62,19 @@ def _ends_in_softmax(model: keras.Model) -> bool:
     return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
 
 
-def with_flip_tta(core: keras.Model) -> keras.Model:
-    """mean(f(x), f(flip_lr(x))) of the core's outputs (probabilities: its last layer is a
-    softmax): faces are roughly mirror-symmetric."""
-    inputs = keras.Input(core.input_shape[1:], name=core.inputs[0].name)
-    probs = keras.layers.Average(name="probs")([core(inputs), core(HorizontalFlip(name="flip_lr")(inputs))])
-    return keras.Model(inputs, probs, name=f"{core.name}_flip_tta")
+def averaged(cores: Sequence[keras.Model], tta: bool) -> keras.Model:
+    """The mean of the cores' outputs (probabilities: each ends in a softmax), each also on
+    the mirror image with ``tta`` (faces are roughly mirror-symmetric): an ensemble and/or
+    flip TTA in one graph. One core without TTA is returned as it is."""
+    if len(cores) == 1 and not tta:
+        return cores[0]
+    if len(cores) > 1:  # one graph needs distinct names for its sub-models
+        cores = [keras.Model(core.inputs[0], core.outputs[0], name=f"member{i}") for i, core in enumerate(cores)]
+    inputs = keras.Input(cores[0].input_shape[1:], name=cores[0].inputs[0].name)
+    views = [inputs, HorizontalFlip(name="flip_lr")(inputs)] if tta else [inputs]
+    probs = keras.layers.Average(name="probs")([core(view) for core in cores for view in views])
+    name = f"ensemble{len(cores)}" if len(cores) > 1 else cores[0].name
+    return keras.Model(inputs, probs, name=f"{name}_flip_tta" if tta else name)
 
 
 def _float32_config(node: Any) -> Any:
@@ -258,27 +265,38 @@ def _checked_classes(classes: Sequence[str]) -> list[str]:
 
 
 def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False,
-                 int8: bool = True, class_bias: bool = False) -> Path:
+                 int8: bool = True, class_bias: bool = False, ensemble: Sequence[Path] = ()) -> Path:
     """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info, and an int8
     ONNX copy when ``data`` is given and it keeps val accuracy); returns ``out_dir``.
 
     ``metrics.json`` carries the training run's record (``train_info.json`` beside
-    ``keras_path``, under ``"training"``) so the model folder says how it was made.
+    ``keras_path``, a list under ``"training"``) so the model folder says how it was made.
+    ``ensemble``: more trained cores of the same input and classes, averaged with
+    ``keras_path``'s in one graph (each member costs one more pass per face, two with TTA).
     ``class_bias``: end the graph with per-class log-offsets fitted on val for macro-F1
     (:func:`with_class_bias`; needs ``data``), recorded under ``"class_bias"``."""
     started = time.perf_counter()
     keras_path, out_dir, classes = Path(keras_path), Path(out_dir), _checked_classes(classes)
     staging = _staging_dir(out_dir)
-    core = load_core(keras_path)
+    members = [keras_path, *map(Path, ensemble)]
+    cores = [load_core(path) for path in members]
+    core = cores[0]
     if core.output_shape[-1] != len(classes):
         raise ValueError(f"model has {core.output_shape[-1]} outputs but {len(classes)} class names were given")
+    if any(c.input_shape != core.input_shape or c.output_shape != core.output_shape or not _ends_in_softmax(c) for c in cores[1:]):
+        raise ValueError("ensemble members need the first model's input and output shapes and a softmax output")
     val = None
     if data is not None:
         from detector.training.data import load_split
 
         val = load_split(data, "val")  # read once: the ONNX check, TTA accuracy and the int8 decision
     images, metrics = _check_images(val, classes, core)
-    model = with_flip_tta(core) if tta else core
+    model = averaged(cores, tta)
+    if len(cores) > 1 and "val_accuracy_no_tta" in metrics:
+        val_probs = model.predict(model_inputs(val.images, core.input_shape[1:]), batch_size=256, verbose=0)
+        metrics["ensemble"] = {"members": [str(path) for path in members],
+                               "val_accuracy": float(np.mean(val_probs.argmax(1) == val.labels))}
+        log.info("ensemble of %d: val accuracy %.4f", len(cores), metrics["ensemble"]["val_accuracy"])
     if class_bias:
         if not _ends_in_softmax(core):
             raise ValueError("--class-bias needs a model whose last layer is a softmax")
@@ -295,11 +313,11 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     if int8 and "val_accuracy_no_tta" in metrics:  # real val faces whose classes match: int8 can be judged
         metrics.update(add_int8(staging, val))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    metrics.update(params=int(core.count_params()), tta=tta_name, onnx_opset=ONNX_OPSET, exported_at=now)
+    metrics.update(params=sum(int(c.count_params()) for c in cores), tta=tta_name, onnx_opset=ONNX_OPSET, exported_at=now)
     metrics["export_seconds"] = round(time.perf_counter() - started, 1)
-    record = keras_path.parent / TRAIN_INFO_FILE  # beside best.keras when main.py train made it
-    if record.is_file():
-        metrics["training"] = json.loads(record.read_text())  # minutes, epochs, which weights won, data
+    records = [path.parent / TRAIN_INFO_FILE for path in members]  # beside best.keras when main.py train made it
+    if all(record.is_file() for record in records):  # minutes, epochs, which weights won, data: one per member
+        metrics["training"] = [json.loads(record.read_text()) for record in records]
     (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
@@ -309,7 +327,8 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m detector.training.export", description=__doc__.split("\n")[0])
-    parser.add_argument("keras_path", type=Path, help="trained core model (.keras)")
+    parser.add_argument("keras_paths", type=Path, nargs="+", metavar="keras_path",
+                        help="trained core model (.keras); several: an ensemble averaged in one graph")
     parser.add_argument("out_dir", type=Path, help="folder to write (replaced if it is an earlier export)")
     parser.add_argument("--data", help="FER2013 folder/csv/npz: check ONNX on real val faces and measure TTA")
     parser.add_argument("--tta", action="store_true", help="bake horizontal-flip test-time augmentation into the graph")
@@ -322,14 +341,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = _parser().parse_args(argv)
-    labels = args.keras_path.parent / LABELS_FILE  # written there by train.py
+    first, *others = args.keras_paths
+    labels = first.parent / LABELS_FILE  # written there by train.py
     if labels.is_file():
         classes = read_labels(labels)
     else:
         log.warning("no %s: assuming FER2013's class order %s", labels, FER2013_LABELS)
         classes = list(FER2013_LABELS)
-    return export_model(args.keras_path, args.out_dir, classes, data=args.data, tta=args.tta, int8=args.int8,
-                        class_bias=args.class_bias)
+    for other in others:
+        if (other.parent / LABELS_FILE).is_file() and read_labels(other.parent / LABELS_FILE) != classes:
+            raise ValueError(f"{other} was trained on other classes (or another order) than {first}")
+    return export_model(first, args.out_dir, classes, data=args.data, tta=args.tta, int8=args.int8,
+                        class_bias=args.class_bias, ensemble=others)
 
 
 if __name__ == "__main__":
