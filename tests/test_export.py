@@ -268,6 +268,7 @@ def test_ensemble_averages_every_member_on_both_views(fer_vgg_keras, val_sample,
     np.testing.assert_allclose(_onnx_probs(out, x), np.mean(views, axis=0), atol=1e-5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["ensemble"]["members"] == [str(fer_vgg_keras), str(other)] and metrics["params"] == 2 * 1767207
+    assert json.loads((out / "model.json").read_text())["members"] == 2
     with np.load(val_sample) as val:
         predicted = _onnx_probs(out, model_inputs(val["val_images"], (48, 48, 1))).argmax(1)
         assert np.mean(predicted == val["val_labels"]) == pytest.approx(metrics["ensemble"]["val_accuracy"], abs=0.005)

@@ -309,6 +309,8 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     shape = [int(d) for d in core.input_shape[1:]]
     info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name,
             "outputs": "probabilities" if _ends_in_softmax(core) else "logits"}
+    if len(cores) > 1:
+        info["members"] = len(cores)  # an ensemble of that many ``arch`` networks, averaged in the graph
     (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if int8 and "val_accuracy_no_tta" in metrics:  # real val faces whose classes match: int8 can be judged
         metrics.update(add_int8(staging, val))
