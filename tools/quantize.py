@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 SHIPPED = "int8 static"  # the variant the export writes as model.int8.onnx
 
 
+def signed_points(change: float) -> str:
+    """An accuracy change in points with its sign, as the docs print it: +0.14, −0.22."""
+    return f"{'+' if change >= 0 else '−'}{abs(change):.2f}"
+
+
 def markdown(report: dict) -> str:
     """The variants table docs/PERFORMANCE.md shows, from the JSON alone."""
     command = report.get("command", "python tools/quantize.py --model saved_model_trt --data ../shared/fer2013 --json docs/quantization.json")
@@ -93,7 +98,7 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|"]
     for row in report["variants"]:
         name = f"**{row['variant']} (`model.int8.onnx`, shipped)**" if row["variant"] == SHIPPED else row["variant"]
-        drop = f" (−{row['accuracy_drop_points']:.2f})" if row["accuracy_drop_points"] else ""
+        drop = f" ({signed_points(-row['accuracy_drop_points'])})" if row["accuracy_drop_points"] else ""
         lines.append(f"| {name} | {100 * row['accuracy']:.2f}%{drop} | {row['macro_f1']:.3f} | {row['ms_per_face_batch1']:.1f} | "
                      f"{row['ms_per_face']:.1f} | {row['onnx_mb']:.1f} MB |")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.models:
         name, _, path = spec.rpartition("=")
         rows.append({"name": name or path, **read_clip(path, clip)})
-    command = "python tools/real_clip.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python tools/real_clip.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     report = {"clip": clip.name, "command": command, "models": rows}
     print(markdown(report))
     if args.json:
