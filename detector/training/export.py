@@ -215,10 +215,8 @@ def verify_onnx(saved_model: Path, onnx_path: Path, images: np.ndarray) -> dict[
 
 def flip_tta_accuracy(core: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Val accuracy without and with flip TTA, so the choice of ``--tta`` rests on data."""
-    plain = core.predict(images, batch_size=256, verbose=0)
-    both = plain + core.predict(images[:, :, ::-1], batch_size=256, verbose=0)
-    accuracy = {"val_accuracy_no_tta": np.mean(plain.argmax(-1) == labels), "val_accuracy_flip_tta": np.mean(both.argmax(-1) == labels)}
-    return {**{k: float(v) for k, v in accuracy.items()}, "val_images": int(len(labels))}
+    found = ensemble_accuracy([core], images, labels)
+    return {key: found[key] for key in ("val_accuracy_no_tta", "val_accuracy_flip_tta")} | {"val_images": int(len(labels))}
 
 
 def ensemble_accuracy(cores: Sequence[keras.Model], images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
