@@ -74,6 +74,7 @@ def _variant(name: str) -> dict:
     return next(v for v in report("quantization")["variants"] if v["variant"] == name)
 
 
+@lru_cache(maxsize=None)
 def _export() -> dict:
     """The shipped model's own metrics.json, written by its export (val accuracies, the int8 decision)."""
     return json.loads((REPO / "saved_model_trt" / "metrics.json").read_text(encoding="utf-8"))

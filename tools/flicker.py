@@ -40,10 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from detector.app import build_pipeline  # noqa: E402
 from detector.bench import table_path  # noqa: E402
-from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
-from detector.config import ModelConfig  # noqa: E402
-from detector.config import AppConfig, TrackingConfig  # noqa: E402
+from detector.config import AppConfig, ModelConfig, TrackingConfig  # noqa: E402
 from detector.faces import HaarFaceDetector, iou_matrix  # noqa: E402
+from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
 from detector.pipeline import DetectFaces, Pipeline  # noqa: E402
 from detector.sources import open_source  # noqa: E402
 from detector.tracking import ProbabilitySmoother  # noqa: E402

@@ -40,8 +40,7 @@ def read_clip(model: str, clip: Path) -> dict:
             VideoSource(str(clip), clip.name) as source:
         for frame in source:
             result = pipeline(frame)
-            if len(result.faces.boxes):
-                largest = int(np.argmax([w * h for _, _, w, h in result.faces.boxes]))
+            if (largest := result.faces.largest()) is not None:
                 rows.append(dict(zip(result.labels, result.faces.probs[largest].tolist())))
     quarter = len(rows) // 4
 

@@ -45,9 +45,3 @@ def fit_class_bias(probs: np.ndarray, labels: np.ndarray, max_accuracy_drop: flo
                 if (found := score(candidate)) > best + 1e-9:
                     best, bias = found, candidate
     return bias
-
-
-def apply_class_bias(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``probs * exp(bias)``, rows renormalised: what the exported graph's last layer does."""
-    weighted = probs * np.exp(bias)
-    return weighted / weighted.sum(axis=-1, keepdims=True)

@@ -18,7 +18,6 @@ import numpy as np
 
 from detector.errors import UserError
 from detector.labels import FER2013_LABELS
-
 from detector.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)

@@ -178,19 +178,19 @@ def with_class_bias(model: keras.Model, val: Split | None, classes: Sequence[str
     Raises:
         ValueError: no val faces with the model's classes to fit them on.
     """
-    from detector.training.calibrate import MAX_ACCURACY_DROP, apply_class_bias, fit_class_bias
+    from detector.training.calibrate import MAX_ACCURACY_DROP, fit_class_bias
     from detector.training.evaluate import classification_metrics
 
     if val is None or tuple(classes) != val.classes:
         raise ValueError("--class-bias needs --data with val faces of the model's own classes, in its order")
     probs = model.predict(model_inputs(val.images, model.input_shape[1:]), batch_size=256, verbose=0)
-    bias = fit_class_bias(probs, val.labels)
+    layer = ClassBias(fit_class_bias(probs, val.labels), name="class_bias")
     before = classification_metrics(val.labels, probs.argmax(1), classes)
-    after = classification_metrics(val.labels, apply_class_bias(probs, bias).argmax(1), classes)
-    log.info("class bias %s: val accuracy %.4f -> %.4f, macro-F1 %.4f -> %.4f", np.round(bias, 2).tolist(),
+    after = classification_metrics(val.labels, keras.ops.convert_to_numpy(layer(probs)).argmax(1), classes)  # the layer itself
+    log.info("class bias %s: val accuracy %.4f -> %.4f, macro-F1 %.4f -> %.4f", [round(b, 2) for b in layer.bias],
              before["accuracy"], after["accuracy"], before["macro_f1"], after["macro_f1"])
-    outputs = ClassBias(bias, name="class_bias")(model.outputs[0])
-    report = {"log_offsets": dict(zip(classes, bias.tolist())), "max_val_accuracy_drop": MAX_ACCURACY_DROP,
+    outputs = layer(model.outputs[0])
+    report = {"log_offsets": dict(zip(classes, layer.bias)), "max_val_accuracy_drop": MAX_ACCURACY_DROP,
               "val_accuracy": [before["accuracy"], after["accuracy"]], "val_macro_f1": [before["macro_f1"], after["macro_f1"]]}
     return keras.Model(model.inputs[0], outputs, name=f"{model.name}_class_bias"), report
 
