@@ -106,6 +106,9 @@ class TrainConfig:
     ema_momentum: float = 0.999  # per-step weight average, judged on val each epoch (0 = off)
     dropout_rate: float = 0.4
     augment: float = 1.0  # augmentation strength, 0 = off
+    camera_augment: float = 0.0  # strength of blur, sensor noise, gamma and low light (real cameras' faces), 0 = off
+    labels_from: str = "fer2013"  # fer2013: its one annotator; ferplus: ten FER+ votes per face; mix: both (training.ferplus)
+    fer2013_weight: float = 0.3  # with --labels-from mix: targets = (1 - w) * FER+ votes + w * FER2013's label
     teacher: str | None = None  # soft targets from python -m detector.training.distill (.npz)
     distill_weight: float = 0.7  # targets = weight * teacher + (1 - weight) * one-hot, with --teacher
     class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 from detector.errors import UserError
 from detector.training.train import train
 from detector.config import TrainConfig
+from detector.training.ferplus import LABEL_SOURCES, has_votes, votes_path
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ HELP = {
     "weight_decay": "SGD weight decay as in the papers and PyTorch (L2 through momentum), not Keras's decoupled one",
     "dropout_rate": "dropout before the classifier layers",
     "augment": "augmentation strength, 0 = off",
+    "labels_from": "fer2013: FER2013's own label; ferplus: the ten FER+ votes (ferplus.csv beside the data), chosen on FER+ val majority; mix: both",
+    "fer2013_weight": "with --labels-from mix: targets = (1 - W) * FER+ vote shares + W * FER2013's one-hot label",
+    "camera_augment": "strength of camera-like augmentation (blur, noise, gamma, low light), 0 = off",
     "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble",
     "distill_weight": "with --teacher: targets = W * teacher + (1 - W) * one-hot",
     "class_weight_power": "0 = no class re-weighting, 1 = full inverse frequency",
@@ -44,7 +48,7 @@ HELP = {
     "extra": "JSON object of extra settings, recorded in config.json",
 }
 ALIASES = {"learning_rate": ["--lr"]}
-CHOICES = {"channels": (1, 3), "verbose": (0, 1, 2)}
+CHOICES = {"channels": (1, 3), "verbose": (0, 1, 2), "labels_from": LABEL_SOURCES}
 POSITIVE = ("epochs", "batch_size", "learning_rate", "img_size")  # the rest may be 0, none negative
 
 
@@ -81,7 +85,8 @@ def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: A
     elif base in (int, float):
         kwargs.update(type=_number(base, 0, field.name in POSITIVE), metavar="N" if base is int else "X", choices=CHOICES.get(field.name))
     else:
-        kwargs.update(type=base, metavar=field.name.split("_")[-1].upper())
+        choices = CHOICES.get(field.name)
+        kwargs.update(type=base, choices=choices, metavar=None if choices else field.name.split("_")[-1].upper())
     group.add_argument(*flags, **kwargs)
 
 
@@ -113,6 +118,12 @@ def _check(config: TrainConfig) -> None:
     missing = [split for split in ("train", "val") if data.is_dir() and not (data / split).is_dir()]
     if missing:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
+    if config.labels_from != "fer2013" and not has_votes(data):
+        raise UserError(f"--labels-from {config.labels_from} needs the FER+ votes: {votes_path(data)} not found")
+    if config.labels_from != "fer2013" and config.teacher:
+        raise UserError("--teacher and --labels-from ferplus|mix both set the soft targets: choose one")
+    if not 0 <= config.fer2013_weight <= 1:
+        raise UserError(f"--fer2013-weight must be between 0 and 1, got {config.fer2013_weight}")
     if config.teacher and not Path(config.teacher).is_file():
         raise UserError(f"soft targets not found: {config.teacher} (make them with python -m detector.training.distill)")
     if not 0 <= config.distill_weight <= 1:

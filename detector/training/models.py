@@ -165,12 +165,56 @@ def augmentation(strength: float = 1.0) -> keras.Sequential:
     )
 
 
-def training_model(core: keras.Model, data_shape: tuple[int, int, int], strength: float = 1.0) -> keras.Model:
-    """``core`` behind augmentation, and behind resizing/channel-repeat when the data
-    (FER2013: 48x48 gray) differs from the model's input. Only ``core`` is exported."""
+class RandomExposure(layers.Layer):
+    """Per face, on 0-255 pixels: a gamma curve ``255 * (x / 255) ** g`` with ``log g`` uniform
+    in ``[-0.5 s, 0.5 s]``; for a share ``0.3 s`` of faces, an exposure cut to between
+    ``1 - 0.75 s`` and 1 of its level (a dim room, a backlit face); then Gaussian sensor noise
+    of a standard deviation uniform in ``[0, 6 s]`` grey levels. Only while training."""
+
+    def __init__(self, strength: float = 1.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = strength
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training or self.strength <= 0:
+            return images
+        ops, s = keras.ops, self.strength
+        shape = (ops.shape(images)[0], 1, 1, 1)
+        gamma = ops.exp(keras.random.uniform(shape, -0.5 * s, 0.5 * s, seed=self.seed_generator))
+        x = 255.0 * ops.power(ops.clip(images, 0.0, 255.0) / 255.0 + 1e-6, gamma)
+        dim = keras.random.uniform(shape, seed=self.seed_generator) < 0.3 * s
+        level = keras.random.uniform(shape, 1 - 0.75 * min(s, 1.0), 1.0, seed=self.seed_generator)
+        x = ops.where(dim, x * level, x)
+        sigma = keras.random.uniform(shape, 0.0, 6.0 * s, seed=self.seed_generator)
+        return x + sigma * keras.random.normal(ops.shape(images), seed=self.seed_generator)
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength}
+
+
+def camera_augmentation(strength: float = 1.0) -> keras.Sequential:
+    """What a webcam or a phone does to a face that FER2013's scans do not: exposure and gamma,
+    focus blur, sensor noise (0-255 pixels, training only; JPEG artefacts are not simulated)."""
+    return keras.Sequential(
+        [
+            layers.RandomGaussianBlur(factor=min(1.0, strength), kernel_size=5, sigma=(0.1, 1.0 + strength), value_range=(0, 255)),
+            RandomExposure(strength),
+        ],
+        name="camera_augment",
+    )
+
+
+def training_model(core: keras.Model, data_shape: tuple[int, int, int], strength: float = 1.0,
+                   camera_strength: float = 0.0) -> keras.Model:
+    """``core`` behind augmentation (and :func:`camera_augmentation` when ``camera_strength``),
+    and behind resizing/channel-repeat when the data (FER2013: 48x48 gray) differs from the
+    model's input. Only ``core`` is exported."""
     height, width, channels = core.input_shape[1:]
     inputs = keras.Input(data_shape, name="image")
     x = augmentation(strength)(inputs)
+    if camera_strength > 0:
+        x = camera_augmentation(camera_strength)(x)
     if (data_shape[0], data_shape[1]) != (height, width):
         x = layers.Resizing(height, width)(x)
     if data_shape[-1] == 1 and channels == 3:

@@ -89,7 +89,7 @@ def train(config: TrainConfig) -> Path:
     shape = (size, size, config.channels or spec.input_shape[2])
 
     core = create_model(config.arch, len(classes), shape, config.weights, config.dropout_rate)
-    model = training_model(core, _to_input(train_split.images).shape[1:], config.augment)
+    model = training_model(core, _to_input(train_split.images).shape[1:], config.augment, config.camera_augment)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 25,
@@ -109,7 +109,7 @@ def train(config: TrainConfig) -> Path:
     weights = fer.class_weights(train_split.labels, len(classes), config.class_weight_power) if config.class_weight_power else None
     model.fit(
         _to_input(train_split.images),
-        _targets(train_split, one_hot, config.distill_weight),
+        _targets(train_split, one_hot, config.distill_weight if config.teacher else 1.0),
         validation_data=val,
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -121,7 +121,8 @@ def train(config: TrainConfig) -> Path:
     model.load_weights(str(out / (EMA_WEIGHTS if chosen["weights"] == "ema" else RAW_WEIGHTS)))
     core.save(out / "best.keras")
     (out / "labels.txt").write_text("\n".join(classes) + "\n")
-    data = {"path": str(Path(config.data).resolve()), "train_images": len(train_split), "val_images": len(val_split)}
+    data = {"path": str(Path(config.data).resolve()), "labels_from": config.labels_from,
+            "train_images": len(train_split), "val_images": len(val_split)}
     info = {"arch": config.arch, **chosen, "data": data, "train_minutes": round(clock.minutes, 1),
             "train_minutes_this_session": round(clock.minutes_this_session, 1), "hardware": _hardware(accelerator)}
     (out / TRAIN_INFO_FILE).write_text(json.dumps(info, indent=2))
@@ -152,16 +153,20 @@ def sgd(config: TrainConfig, learning_rate) -> "keras.optimizers.SGD":
 
 
 def _splits(config: TrainConfig):
-    """Train (with the teacher's soft targets, when distilling) and val splits, cut to
-    ``config.limit`` for a smoke run."""
+    """Train and val splits, cut to ``config.limit`` for a smoke run. With ``--labels-from
+    ferplus|mix`` both carry FER+ labels (majority as ``labels``, votes as soft targets); with
+    ``--teacher`` the train split carries the teacher's probabilities."""
     from detector.training import data as fer
 
-    train_split = fer.load_split(config.data, "train")
+    from detector.training.ferplus import relabel
+
+    train_split = relabel(fer.load_split(config.data, "train"), config.data, config.labels_from, config.fer2013_weight)
     if config.teacher:
         from detector.training.distill import load_soft_targets
 
         train_split = replace(train_split, soft_targets=load_soft_targets(config.teacher, train_split))
-    val_split = fer.load_split(config.data, "val")
+    # checkpoints are chosen on what the run learns from: FER+ val majority when it learns from the votes
+    val_split = relabel(fer.load_split(config.data, "val"), config.data, config.labels_from, config.fer2013_weight)
     if config.limit:
         train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
     return train_split, val_split
@@ -214,7 +219,7 @@ class _TrainClock:
 
 
 def _targets(split, one_hot: np.ndarray, distill_weight: float) -> np.ndarray:
-    """One-hot labels, mixed with the teacher's probabilities where the split has them."""
+    """One-hot labels, mixed with the soft targets (a teacher's or the FER+ votes) where the split has them."""
     hard = one_hot[split.labels]
     if split.soft_targets is None:
         return hard

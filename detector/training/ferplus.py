@@ -1,0 +1,135 @@
+"""FER+ crowd labels: ten people's votes per FER2013 face, as training targets and as the judge.
+
+FER2013 has one annotator per face; FER+ (Barsoum et al., "Training Deep Networks for Facial
+Expression Recognition with Crowd-Sourced Label Distribution", ICMI 2016; Microsoft, MIT
+licence) asked ten. ``ferplus.csv`` beside a FER2013 folder tree holds those votes, one row
+per image (``file`` relative to the tree, then the counts in :data:`VOTE_COLUMNS`).
+
+Two facts are read from the votes, both over the model's own classes:
+
+- the **majority**: the column with the most votes (ties go to the first column, FER+'s
+  order, as numpy's ``argmax``); a face whose majority is contempt, unknown or not-a-face
+  has none (``-1``) and is left out of FER+ accuracy and of training. On PrivateTest this
+  keeps 3,517 of the 3,573 faces FER+ kept.
+- the **vote distribution**: the share of votes for each class, after the FER+ paper's
+  outlier removal (a class with a single vote is dropped) and without the contempt, unknown
+  and not-a-face votes (FER2013's seven classes have no contempt: its votes are dropped, not
+  folded into another class). This is the paper's "probability" target.
+
+A FER2013 copy without ``ferplus.csv`` still trains on its own labels; asking for FER+
+labels there is a :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from detector.errors import UserError
+
+FERPLUS_FILE = "ferplus.csv"
+
+#: ``ferplus.csv``'s vote columns, in its order (``NF`` = not a face).
+VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+
+#: FER+'s emotion columns under FER2013's class names; the other columns are not emotions a
+#: seven-class model can say.
+CLASS_OF_COLUMN = {"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
+                   "anger": "angry", "disgust": "disgust", "fear": "fear"}
+
+#: What ``--labels-from`` accepts.
+LABEL_SOURCES = ("fer2013", "ferplus", "mix")
+
+
+def votes_path(data: str | Path) -> Path:
+    """Where a FER2013 folder tree keeps its FER+ votes (it may not exist)."""
+    return Path(data) / FERPLUS_FILE
+
+
+def has_votes(data: str | Path) -> bool:
+    return Path(data).is_dir() and votes_path(data).is_file()
+
+
+@lru_cache(maxsize=4)
+def _read_votes(path: Path) -> dict[str, np.ndarray]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in ("file", *VOTE_COLUMNS) if column not in (reader.fieldnames or ())]
+        if missing:
+            raise UserError(f"{path} is not a FER+ vote file: no column(s) {', '.join(missing)}")
+        return {row["file"]: np.asarray([float(row[c]) for c in VOTE_COLUMNS], np.float32) for row in reader}
+
+
+def split_votes(data: str | Path, paths: Sequence[str]) -> np.ndarray:
+    """``(N, 10)`` float32 vote counts in :data:`VOTE_COLUMNS` order for the images at ``paths``
+    (files under the FER2013 tree ``data``); a row of zeros where FER+ has no row for the image.
+
+    Raises:
+        UserError: ``data`` has no ``ferplus.csv``, or the split has no image paths (a packed
+            ``.npz`` or Kaggle's CSV: the votes are joined by file name).
+    """
+    if not has_votes(data):
+        raise UserError(f"no FER+ votes: {votes_path(data)} not found (FER+ labels need a FER2013 folder tree with ferplus.csv)")
+    if not paths:
+        raise UserError("FER+ votes are joined to images by file name: give --data a FER2013 folder tree, not a packed file")
+    table = _read_votes(votes_path(data).resolve())
+    root = Path(data).resolve()
+    zeros = np.zeros(len(VOTE_COLUMNS), np.float32)
+    return np.stack([table.get(Path(p).resolve().relative_to(root).as_posix(), zeros) for p in paths])
+
+
+def _columns(classes: Sequence[str]) -> np.ndarray:
+    """Index into ``classes`` of each vote column, -1 for columns the classes do not have."""
+    index = {name.casefold(): i for i, name in enumerate(classes)}
+    return np.asarray([index.get(CLASS_OF_COLUMN.get(c, "").casefold(), -1) for c in VOTE_COLUMNS])
+
+
+def majority(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``(N,)`` int64: the index in ``classes`` of each face's most-voted column, or -1 where
+    that column is not one of ``classes`` (contempt, unknown, not a face) or nobody voted."""
+    columns = _columns(classes)
+    winner = columns[np.argmax(votes, axis=1)]
+    return np.where(votes.sum(axis=1) > 0, winner, -1).astype(np.int64)
+
+
+def vote_distribution(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``(N, C)`` float32: each face's share of votes per class of ``classes``, single votes
+    removed (the FER+ paper's outlier removal, kept only where it would empty the row); rows
+    with no vote for any of ``classes`` are all zero."""
+    columns = _columns(classes)
+    counts = np.zeros((len(votes), len(classes)), np.float64)
+    for column, target in enumerate(columns):
+        if target >= 0:
+            counts[:, target] += votes[:, column]
+    trimmed = np.where(counts > 1, counts, 0)
+    counts = np.where(trimmed.sum(axis=1, keepdims=True) > 0, trimmed, counts)
+    total = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0).astype(np.float32)
+
+
+def relabel(split, data: str | Path, source: str, fer2013_weight: float = 0.0):
+    """``split`` (a :class:`detector.training.data.Split`) with FER+ labels: only the faces
+    with a seven-class majority, ``labels`` = that majority, ``soft_targets`` = the vote
+    distribution (``source="ferplus"``) or ``(1 - w) * votes + w * one-hot FER2013 label``
+    (``source="mix"``, ``w = fer2013_weight``).
+
+    Raises:
+        UserError: an unknown ``source``, or no FER+ votes for this data (see :func:`split_votes`).
+    """
+    if source not in LABEL_SOURCES:
+        raise UserError(f"unknown label source {source!r}: choose one of {', '.join(LABEL_SOURCES)}")
+    if source == "fer2013":
+        return split
+    votes = split_votes(data, split.paths)
+    winner = majority(votes, split.classes)
+    keep = np.flatnonzero(winner >= 0)
+    targets = vote_distribution(votes, split.classes)[keep]
+    if source == "mix":
+        targets = (1 - fer2013_weight) * targets + fer2013_weight * np.eye(len(split.classes), dtype=np.float32)[split.labels[keep]]
+    return replace(split, images=split.images[keep], labels=winner[keep], paths=tuple(split.paths[i] for i in keep),
+                   soft_targets=targets.astype(np.float32))
