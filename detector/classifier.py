@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.calibration import apply_temperature, temperature_of
 from detector.config import ModelConfig
 from detector.backends import BACKENDS, Backend
 from detector.errors import ModelError
@@ -160,9 +161,10 @@ class EmotionClassifier:
         self.labels = _labels(folder, config.labels, self.backend.num_outputs)
         self.input_scale = float(config.input_scale or info.get("input_scale", 255.0))
         self.output_kind = output_kind(info, folder / MODEL_INFO_FILE)
+        self.temperature = temperature_of(info.get("calibration"), str(folder / MODEL_INFO_FILE))
         self.path, self.model_file = path, model_file
-        log.info("model %s: %s backend, input %dx%dx%d, classes %s; file %s",
-                 path, self.backend.name, height, width, channels, ",".join(self.labels), model_file.name)
+        log.info("model %s: %s backend, input %dx%dx%d, classes %s; file %s; temperature %.3g",
+                 path, self.backend.name, height, width, channels, ",".join(self.labels), model_file.name, self.temperature)
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR (or gray) crops -> one float32 NHWC batch at the model's size, channels and scale."""
@@ -173,8 +175,10 @@ class EmotionClassifier:
             batch *= self.input_scale / 255.0
         return batch
 
-    def predict_crops(self, crops: list[np.ndarray]) -> np.ndarray:
-        """``(N, C)`` class probabilities for face crops, in one batched call where the model allows."""
+    def predict_crops(self, crops: list[np.ndarray], calibrated: bool = True) -> np.ndarray:
+        """``(N, C)`` float32 class probabilities for face crops, in one batched call where the
+        model allows; with the model's temperature applied (``detector.calibration``) unless
+        ``calibrated`` is False (fitting the temperature needs the raw ones)."""
         if not crops:
             return np.zeros((0, len(self.labels)), np.float32)
         batch = self.preprocess(crops)
@@ -186,7 +190,7 @@ class EmotionClassifier:
         if probs.shape != (len(crops), len(self.labels)):  # a model that left its output shape open
             raise ModelError(f"{self.path}: the model returned {probs.shape[1] if probs.ndim == 2 else '?'} values per face "
                              f"for {len(self.labels)} classes")
-        return probs
+        return apply_temperature(probs, self.temperature) if calibrated else probs
 
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Probabilities for each ``x, y, w, h`` box of ``image`` (boxes already clamped)."""

@@ -92,7 +92,8 @@ def _timed_predict(classifier: EmotionClassifier, crops: list[np.ndarray]) -> tu
 
 
 def predict_split(classifier: EmotionClassifier, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, float, float]:
-    """Predicted model-label indices, and median ms per face at ``batch_size`` and at batch 1.
+    """``(N, C)`` probabilities (model-label columns, calibrated as the app shows them), and
+    median ms per face at ``batch_size`` and at batch 1.
 
     Times cover all of ``predict_crops`` (resize + inference), as the app pays it. One
     untimed warm-up call per batch shape first, so graph tracing and allocator growth
@@ -103,23 +104,34 @@ def predict_split(classifier: EmotionClassifier, images: np.ndarray, batch_size:
     predictions, per_face = [], []
     for start in range(0, len(crops), batch_size):
         probabilities, seconds = _timed_predict(classifier, crops[start : start + batch_size])
-        predictions.append(probabilities.argmax(axis=1))
+        predictions.append(probabilities)
         per_face.append(seconds / len(probabilities))
     classifier.predict_crops(crops[:1])
     single = [_timed_predict(classifier, [crop])[1] for crop in crops[:BATCH1_FACES]]
     return np.concatenate(predictions), 1000 * statistics.median(per_face), 1000 * statistics.median(single)
 
 
-def evaluate(model_config: ModelConfig, data: str, split: str = "test", batch_size: int = 256, limit: int = 0) -> dict:
-    """Metrics of the model in ``model_config`` on ``split`` of ``data`` (all images, or ``limit``)."""
+def evaluate(model_config: ModelConfig, data: str, split: str = "test", batch_size: int = 256, limit: int = 0,
+             photos: str | None = None) -> dict:
+    """Metrics of the model in ``model_config`` on ``split`` of ``data`` (all images, or ``limit``):
+    FER2013's labels at the top level; ``ferplus`` (agreement with the ten FER+ votes, see
+    :func:`detector.training.ferplus.agreement`) where ``data`` has ``ferplus.csv``; and, with
+    ``photos`` (a ``<class>/<file>`` folder), ``photos.end_to_end`` and ``photos.whole_image``."""
+    from detector.training import ferplus, photos as labelled_photos
+
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
     dataset = load_eval_split(data, split, limit)
     classifier = EmotionClassifier(model_config)
     to_model = class_mapping(dataset.classes, classifier.labels)
     log.info("evaluating %s on %d %s images (%s backend)", classifier.path, len(dataset), split, classifier.backend.name)
-    predicted, ms_per_face, ms_batch1 = predict_split(classifier, dataset.images, batch_size)
-    results = classification_metrics(to_model[dataset.labels], predicted, classifier.labels)
+    probabilities, ms_per_face, ms_batch1 = predict_split(classifier, dataset.images, batch_size)
+    results = classification_metrics(to_model[dataset.labels], probabilities.argmax(axis=1), classifier.labels)
+    if ferplus.has_votes(data) and dataset.paths:
+        results["ferplus"] = ferplus.agreement(probabilities, ferplus.split_votes(data, dataset.paths), classifier.labels)
+    if photos:
+        results["photos"] = {mode: labelled_photos.evaluate_photos(classifier, photos, whole)
+                             for mode, whole in (("end_to_end", "auto"), ("whole_image", "always"))}
     results.update(
         images=len(dataset),
         split=split,
@@ -144,10 +156,19 @@ def format_table(results: dict) -> str:
              f"{'class':<{width}}  precision  recall     f1  support"]
     for name, row in results["per_class"].items():
         lines.append(f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}")
-    lines += [f"{'accuracy':<{width}}  {results['accuracy']:.4f}",
+    lines += [f"{'accuracy':<{width}}  {results['accuracy']:.4f}  (FER2013 labels)",
               f"{'macro-F1':<{width}}  {results['macro_f1']:.4f}",
               f"{'ms/face':<{width}}  {results['ms_per_face']:.3f} at batch {results['batch_size']}, "
               f"{results['ms_per_face_batch1']:.3f} at batch 1"]
+    if "ferplus" in results:
+        crowd = results["ferplus"]
+        lines += [f"FER+ majority ({crowd['faces']} faces): accuracy {crowd['majority_accuracy']:.4f}, "
+                  f"macro-F1 {crowd['majority_macro_f1']:.4f}; cross-entropy vs votes {crowd['cross_entropy']:.4f}; "
+                  f"ECE vs vote share {crowd['ece']:.4f}"]
+    for mode, row in results.get("photos", {}).items():
+        recalls = ", ".join(f"{name} {value:.2f}" for name, value in row["recall"].items())
+        lines += [f"photos {mode.replace('_', ' ')} ({row['photos']}): accuracy {row['accuracy']:.4f}, balanced accuracy "
+                  f"{row['balanced_accuracy']:.4f}, no face {row['no_face']:.1%}; recall {recalls}"]
     return "\n".join(lines)
 
 
@@ -228,6 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=SPLITS, default="test", help="default: test")
     p.add_argument("--limit", metavar="N", type=_int_at_least(0), default=0, help="evaluate a random N-image subset (default: all)")
     p.add_argument("--batch-size", metavar="N", type=_int_at_least(1), default=256, help="default: 256")
+    p.add_argument("--photos", metavar="DIR", help="also judge a folder of labelled photos laid out DIR/<class>/<file> "
+                   "(e.g. ../shared/wild-dev), end to end and whole-image (default: none)")
     p.add_argument("--json", metavar="PATH", help="write all metrics to this JSON file (default: none)")
     p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix to this PNG file (default: none)")
     p.add_argument("--write-metrics", action="store_true", help="also merge the results into MODEL/metrics.json as evaluation_<split>")
@@ -239,7 +262,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     if args.write_metrics and not Path(args.model).is_dir():
         raise UserError(f"--write-metrics needs a model folder, got {args.model}")
-    results = evaluate(flags.model_config(args), args.data, args.split, args.batch_size, args.limit)
+    results = evaluate(flags.model_config(args), args.data, args.split, args.batch_size, args.limit, args.photos)
     print(format_table(results))
     try:
         _write_outputs(args, results)

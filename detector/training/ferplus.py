@@ -97,15 +97,28 @@ def majority(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     return np.where(votes.sum(axis=1) > 0, winner, -1).astype(np.int64)
 
 
+def _class_counts(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``(N, C)`` float64 votes per class of ``classes`` (other columns dropped)."""
+    counts = np.zeros((len(votes), len(classes)), np.float64)
+    for column, target in enumerate(_columns(classes)):
+        if target >= 0:
+            counts[:, target] += votes[:, column]
+    return counts
+
+
+def vote_distribution_raw(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``(N, C)`` float32: each face's votes for ``classes`` as shares of those votes, every
+    vote kept (the judge's target: cross-entropy and the temperature fit); zero rows where none."""
+    counts = _class_counts(votes, classes)
+    total = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0).astype(np.float32)
+
+
 def vote_distribution(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """``(N, C)`` float32: each face's share of votes per class of ``classes``, single votes
     removed (the FER+ paper's outlier removal, kept only where it would empty the row); rows
     with no vote for any of ``classes`` are all zero."""
-    columns = _columns(classes)
-    counts = np.zeros((len(votes), len(classes)), np.float64)
-    for column, target in enumerate(columns):
-        if target >= 0:
-            counts[:, target] += votes[:, column]
+    counts = _class_counts(votes, classes)
     trimmed = np.where(counts > 1, counts, 0)
     counts = np.where(trimmed.sum(axis=1, keepdims=True) > 0, trimmed, counts)
     total = counts.sum(axis=1, keepdims=True)
@@ -133,3 +146,54 @@ def relabel(split, data: str | Path, source: str, fer2013_weight: float = 0.0):
         targets = (1 - fer2013_weight) * targets + fer2013_weight * np.eye(len(split.classes), dtype=np.float32)[split.labels[keep]]
     return replace(split, images=split.images[keep], labels=winner[keep], paths=tuple(split.paths[i] for i in keep),
                    soft_targets=targets.astype(np.float32))
+
+
+ECE_BINS = 15  # Guo et al. 2017's choice; the issue's 0.075 baseline was measured with it
+
+
+def vote_share(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``(N, C)`` float32: the share of *all* of a face's votes (contempt, unknown and not-a-face
+    included) that went to each class: "how many people in ten chose this label"."""
+    return (_class_counts(votes, classes) / np.maximum(votes.sum(axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+def expected_calibration_error(scores: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the mean, over equal-width score bins weighted by their share of faces, of
+    ``|mean score - mean truth|``. ``scores`` (N,) in [0, 1] are the shown scores; ``truth``
+    (N,) what they should equal on average (1/0 correctness, or the share of voters)."""
+    scores, truth = np.asarray(scores, np.float64), np.asarray(truth, np.float64)
+    which = np.minimum((scores * bins).astype(np.int64), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(scores[inside].mean() - truth[inside].mean())
+    return float(error)
+
+
+def agreement(probabilities: np.ndarray, votes: np.ndarray, classes: Sequence[str]) -> dict:
+    """How a model's ``(N, C)`` probabilities (columns in ``classes`` order) agree with the ten
+    FER+ votes per face ``(N, 10)``:
+
+    - ``majority_accuracy``, ``majority_macro_f1``: against the majority, over the ``faces``
+      that have a seven-class one (:func:`majority`);
+    - ``cross_entropy``: mean ``-sum q log p`` against the vote distribution ``q`` over the
+      model's classes (nats), on the same faces;
+    - ``ece``: expected calibration error of the shown score (the top probability) against
+      the share of all ten voters who chose that label (:func:`vote_share`), 15 bins.
+    """
+    from detector.training.evaluate import classification_metrics
+
+    winner = majority(votes, classes)
+    keep = winner >= 0
+    probabilities, votes = probabilities[keep], votes[keep]
+    predicted = probabilities.argmax(axis=1)
+    metrics = classification_metrics(winner[keep], predicted, list(classes))
+    target_share = vote_distribution_raw(votes, classes)
+    cross_entropy = -(target_share * np.log(np.maximum(probabilities, 1e-12))).sum(axis=1).mean()
+    shown = probabilities[np.arange(len(predicted)), predicted]
+    people = vote_share(votes, classes)[np.arange(len(predicted)), predicted]
+    return {"faces": int(keep.sum()), "majority_accuracy": metrics["accuracy"], "majority_macro_f1": metrics["macro_f1"],
+            "majority_per_class": metrics["per_class"], "cross_entropy": float(cross_entropy),
+            "ece": expected_calibration_error(shown, people), "mean_score": float(shown.mean()),
+            "mean_vote_share": float(people.mean())}

@@ -1,0 +1,130 @@
+"""Fit a model folder's temperature on val against the ten FER+ votes, and say what it did.
+
+    python -m detector.training.temperature saved_model_trt --data ../shared/fer2013 --json docs/calibration.json
+
+The model's raw probabilities on FER2013 PublicTest (``val``) are compared with each face's
+FER+ vote distribution; the temperature ``T`` that minimises their cross-entropy (a proper
+scoring rule, so the fitted scores tend to the vote shares) is written to the folder's
+``model.json`` (``detector.calibration``). The expected calibration error of the shown
+score against the share of people who chose that label is reported before and after, on val
+(where ``T`` was fitted) and on PrivateTest (``test``, read only for the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from detector.calibration import METHOD, apply_temperature
+from detector.errors import UserError
+from detector.paths import DEFAULT_DATA_DIR
+
+log = logging.getLogger(__name__)
+
+#: Temperatures tried: a grid fine enough that the cross-entropy is flat between points.
+GRID = np.round(np.exp(np.linspace(np.log(0.4), np.log(4.0), 121)), 4)
+BATCH = 256
+
+
+def _cross_entropy(probabilities: np.ndarray, target: np.ndarray) -> float:
+    return float(-(target * np.log(np.maximum(probabilities, 1e-12))).sum(axis=1).mean())
+
+
+def fit_temperature(probabilities: np.ndarray, target: np.ndarray) -> float:
+    """The ``T`` of :data:`GRID` minimising the cross-entropy of ``softmax(log p / T)``
+    (``probabilities`` ``(N, C)``) against ``target`` ``(N, C)`` rows of vote shares."""
+    losses = [_cross_entropy(apply_temperature(probabilities, t), target) for t in GRID]
+    return float(GRID[int(np.argmin(losses))])
+
+
+def _raw_probabilities(classifier, split) -> np.ndarray:
+    from detector.training.data import class_mapping
+
+    class_mapping(split.classes, classifier.labels)  # fails in one line on a model without FER2013's classes
+    return np.concatenate([classifier.predict_crops(list(split.images[i : i + BATCH]), calibrated=False)
+                           for i in range(0, len(split), BATCH)])
+
+
+def calibrate(model: str, data: str) -> dict:
+    """Fit ``T`` for the model folder ``model`` on ``data``'s val split, record it in its
+    ``model.json``, and return the fit's report (``T``, ECE and cross-entropy before/after on
+    val and test).
+
+    Raises:
+        UserError: ``model`` is not a folder, or ``data`` has no FER+ votes.
+    """
+    from detector.classifier import MODEL_INFO_FILE, EmotionClassifier
+    from detector.config import ModelConfig
+    from detector.training import ferplus
+    from detector.training.evaluate import load_eval_split
+
+    folder = Path(model)
+    if not folder.is_dir():
+        raise UserError(f"the temperature is recorded in a model folder's {MODEL_INFO_FILE}: {model} is not a folder")
+    if not ferplus.has_votes(data):
+        raise UserError(f"no FER+ votes: {ferplus.votes_path(data)} not found")
+    classifier = EmotionClassifier(ModelConfig(str(folder)))
+    report: dict = {"model": str(folder), "model_file": classifier.model_file.name, "method": METHOD}
+    fitted = None
+    for split_name in ("val", "test"):
+        split = load_eval_split(data, split_name)
+        votes = ferplus.split_votes(data, split.paths)
+        keep = ferplus.majority(votes, classifier.labels) >= 0
+        raw, votes = _raw_probabilities(classifier, split)[keep], votes[keep]
+        if fitted is None:
+            fitted = fit_temperature(raw, ferplus.vote_distribution_raw(votes, classifier.labels))
+        before = ferplus.agreement(raw, votes, classifier.labels)
+        after = ferplus.agreement(apply_temperature(raw, fitted), votes, classifier.labels)
+        report[split_name] = {"faces": int(keep.sum()),
+                              "ece": [before["ece"], after["ece"]],
+                              "cross_entropy": [before["cross_entropy"], after["cross_entropy"]],
+                              "mean_score": [before["mean_score"], after["mean_score"]],
+                              "mean_vote_share": after["mean_vote_share"]}
+    report["temperature"] = fitted
+    info_path = folder / MODEL_INFO_FILE
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info["calibration"] = {"method": METHOD, "temperature": fitted,
+                           "fitted_on": "FER2013 PublicTest (val), FER+ vote distribution, cross-entropy"}
+    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def markdown(report: dict) -> str:
+    """ECE and cross-entropy before and after, per split, as docs/MODELS.md shows them."""
+    rows = [f"Temperature {report['temperature']:.3g}, fitted on val ({report['model']}, {report['model_file']}).", "",
+            "| split | faces | ECE before | ECE after | cross-entropy before | after | mean score after | mean vote share |",
+            "|---|---|---|---|---|---|---|---|"]
+    for split in ("val", "test"):
+        r = report[split]
+        rows.append(f"| {'PublicTest (val)' if split == 'val' else 'PrivateTest (test)'} | {r['faces']} | {r['ece'][0]:.3f} | "
+                    f"{r['ece'][1]:.3f} | {r['cross_entropy'][0]:.3f} | {r['cross_entropy'][1]:.3f} | "
+                    f"{r['mean_score'][1]:.3f} | {r['mean_vote_share']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m detector.training.temperature", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="model folder: its model.json receives the temperature")
+    p.add_argument("--data", default=DEFAULT_DATA_DIR, help="FER2013 folder tree with ferplus.csv (default: %(default)s)")
+    p.add_argument("--json", type=Path, help="write the report here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = calibrate(args.model, args.data)
+        print(markdown(report))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
