@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from detector.classifier import METRICS_FILE, MODEL_INFO_FILE, ONNX_FILE
+from detector.training.ferplus import LABEL_SOURCES
 from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
 from detector.training.quantize import add_int8
 from detector.training.train import TRAIN_INFO_FILE
@@ -276,7 +277,7 @@ def _checked_classes(classes: Sequence[str]) -> list[str]:
 
 
 def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: str | None = None, tta: bool = False,
-                 int8: bool = True, class_bias: bool = False, ensemble: Sequence[Path] = ()) -> Path:
+                 int8: bool = True, class_bias: bool = False, ensemble: Sequence[Path] = (), labels_from: str = "fer2013") -> Path:
     """Export ``keras_path`` to ``out_dir`` (SavedModel + ONNX + labels + info, and an int8
     ONNX copy when ``data`` is given and it keeps val accuracy); returns ``out_dir``.
 
@@ -285,7 +286,9 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     ``ensemble``: more trained cores of the same input and classes, averaged with
     ``keras_path``'s in one graph (each member costs one more pass per face, two with TTA).
     ``class_bias``: end the graph with per-class log-offsets fitted on val for macro-F1
-    (:func:`with_class_bias`; needs ``data``), recorded under ``"class_bias"``."""
+    (:func:`with_class_bias`; needs ``data``), recorded under ``"class_bias"``. ``labels_from``:
+    what val's labels are for every check (``"ferplus"``: the FER+ majority, as the run chose
+    its checkpoints; :func:`detector.training.ferplus.relabel`), recorded as ``val_labels``."""
     started = time.perf_counter()
     keras_path, out_dir, classes = Path(keras_path), Path(out_dir), _checked_classes(classes)
     staging = _staging_dir(out_dir)
@@ -299,9 +302,13 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     val = None
     if data is not None:
         from detector.training.data import load_split
+        from detector.training.ferplus import relabel
 
-        val = load_split(data, "val")  # read once: the ONNX check, TTA accuracy and the int8 decision
+        # read once: the ONNX check, TTA accuracy and the int8 decision
+        val = relabel(load_split(data, "val"), data, labels_from)
     images, metrics = _check_images(val, classes, core)
+    if val is not None:
+        metrics["val_labels"] = labels_from
     model = averaged(cores, tta)
     if len(cores) > 1 and "val_accuracy_no_tta" in metrics:
         metrics["ensemble"] = ensemble_accuracy(cores, model_inputs(val.images, core.input_shape[1:]), val.labels)
@@ -347,6 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true", help="bake horizontal-flip test-time augmentation into the graph")
     parser.add_argument("--class-bias", action="store_true",
                         help="end the graph with per-class log-offsets fitted on --data's val split for macro-F1")
+    parser.add_argument("--labels-from", choices=LABEL_SOURCES,
+                        help="val's labels for the checks: fer2013, or the FER+ majority (ferplus, mix); default: the run's own")
     parser.add_argument("--no-int8", dest="int8", action="store_false",
                         help="no model.int8.onnx (by default written when --data is given and it keeps val accuracy)")
     return parser
@@ -364,8 +373,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     for other in others:
         if (other.parent / LABELS_FILE).is_file() and read_labels(other.parent / LABELS_FILE) != classes:
             raise ValueError(f"{other} was trained on other classes (or another order) than {first}")
+    config = first.parent / "config.json"  # train.py's record of the run
+    run_labels = json.loads(config.read_text()).get("labels_from") if config.is_file() else None
+    labels_from = args.labels_from or run_labels or "fer2013"  # ferplus and mix: val judged on the FER+ majority
     return export_model(first, args.out_dir, classes, data=args.data, tta=args.tta, int8=args.int8,
-                        class_bias=args.class_bias, ensemble=others)
+                        class_bias=args.class_bias, ensemble=others, labels_from=labels_from)
 
 
 if __name__ == "__main__":
