@@ -62,6 +62,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "bench-serve": _block("detector.serve.bench", "table", "serving"),  # these two commands also write
     "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
     "real-clip": _block("tools.real_clip", "markdown", "real_clip"),
+    "candidates-val": _block("tools.candidates", "markdown", "candidates_val"),
+    "candidates-test": _block("tools.candidates", "markdown", "candidates_test"),
+    "calibration": _block("detector.training.temperature", "markdown", "calibration"),
     "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
 }
 
@@ -92,7 +95,24 @@ def _lag_median(column: str) -> str:
     return f"{next(r for r in data['lag'] if r['tau'] == data['default_tau'])[column]['median_s']:.2f}"
 
 
+def _shipped_test(*keys: str) -> float:
+    """A figure of the shipped model's PrivateTest evaluation (``evaluation_test`` in its metrics.json)."""
+    value = _export()["evaluation_test"]
+    for key in keys:
+        value = value[key]
+    return value
+
+
 VALUES: dict[str, Callable[[], str]] = {
+    "ferplus.accuracy": lambda: f"{100 * _shipped_test('ferplus', 'majority_accuracy'):.1f}%",
+    "ferplus.faces": lambda: f"{_shipped_test('ferplus', 'faces'):,}",
+    "ferplus.ece": lambda: f"{_shipped_test('ferplus', 'ece'):.3f}",
+    "ferplus.fer2013_accuracy": lambda: f"{100 * _shipped_test('accuracy'):.1f}%",
+    "photos.e2e.accuracy": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'accuracy'):.0f}%",
+    "photos.e2e.balanced": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'balanced_accuracy'):.0f}%",
+    "photos.e2e.no_face": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'no_face'):.0f}%",
+    "photos.whole.balanced": lambda: f"{100 * _shipped_test('photos', 'whole_image', 'balanced_accuracy'):.0f}%",
+    "calibration.temperature": lambda: f"{report('calibration')['temperature']:.2f}",
     "bench.cpus": lambda: str(report("bench")["machine"]["cpus"]),
     "bench.load": lambda: f"{report('bench')['machine']['load_average_at_start']:.1f}",
     "bench.1face.p50": _clip("1 face"), "bench.1face.p95": _clip("1 face", stat="p95"),
