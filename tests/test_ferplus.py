@@ -101,7 +101,7 @@ def test_temperature_fit_recovers_the_temperature_that_made_the_scores():
     logits = rng.normal(0, 1.5, (4000, 7))
     target = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     overconfident = apply_temperature(target.astype(np.float32), 1 / 2.5)  # as sharp as logits * 2.5
-    assert fit_temperature(overconfident, target) == pytest.approx(2.5, rel=0.03)
+    assert fit_temperature(overconfident, target) == pytest.approx(2.5, rel=0.05)
 
 
 def test_temperature_written_to_a_model_folder_calibrates_what_the_app_shows(votes_dir, shipped_model, tmp_path):

@@ -62,8 +62,6 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "bench-serve": _block("detector.serve.bench", "table", "serving"),  # these two commands also write
     "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
     "real-clip": _block("tools.real_clip", "markdown", "real_clip"),
-    "candidates-val": _block("tools.candidates", "markdown", "candidates_val"),
-    "candidates-test": _block("tools.candidates", "markdown", "candidates_test"),
     "calibration": _block("detector.training.temperature", "markdown", "calibration"),
     "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
 }
