@@ -105,7 +105,6 @@ VALUES: dict[str, Callable[[], str]] = {
     "ferplus.accuracy": lambda: f"{100 * _shipped_test('ferplus', 'majority_accuracy'):.1f}%",
     "ferplus.faces": lambda: f"{_shipped_test('ferplus', 'faces'):,}",
     "ferplus.ece": lambda: f"{_shipped_test('ferplus', 'ece'):.3f}",
-    "ferplus.fer2013_accuracy": lambda: f"{100 * _shipped_test('accuracy'):.1f}%",
     "photos.e2e.accuracy": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'accuracy'):.0f}%",
     "photos.e2e.balanced": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'balanced_accuracy'):.0f}%",
     "photos.e2e.no_face": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'no_face'):.0f}%",
