@@ -81,13 +81,36 @@ class OnnxBackend(Backend):
         self.channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
         self.input_hwc = (shape[2], shape[3], shape[1]) if self.channels_first else (shape[1], shape[2], shape[3])
         self.max_batch = shape[0]
+        self.input_dtype = input_dtype(model_input.type, path)
         self.num_outputs = output_classes(self._session.get_outputs()[0].shape, path)
         log.info("ONNX Runtime providers: %s", ", ".join(self.providers))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self.channels_first:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-        return np.asarray(self._session.run(None, {self._input_name: batch})[0])
+        return np.asarray(self._session.run(None, {self._input_name: cast_input(batch, self.input_dtype)})[0])
+
+
+#: ONNX element types of an image input and the numpy type each is fed as.
+ONNX_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+                    "tensor(uint8)": np.uint8}
+
+
+def input_dtype(onnx_type: str, path: Path) -> type:
+    """The numpy type an ONNX input declared as ``onnx_type`` (``"tensor(float16)"``) is fed as.
+    Raises ModelError naming the type for one no image batch can be given as (int64, string...)."""
+    if onnx_type not in ONNX_INPUT_TYPES:
+        known = ", ".join(t[7:-1] for t in ONNX_INPUT_TYPES)
+        raise ModelError(f"{path}: the model's input is {onnx_type}; this app feeds images as {known}")
+    return ONNX_INPUT_TYPES[onnx_type]
+
+
+def cast_input(batch: np.ndarray, dtype: type) -> np.ndarray:
+    """A float32 batch as ``dtype``: float types cast, uint8 rounded and clipped to 0..255
+    (a uint8 model takes 0-255 pixels, as the model card's ``input_scale`` 255 says)."""
+    if dtype == np.uint8:
+        return np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+    return batch.astype(dtype, copy=False)
 
 
 def import_tensorflow():

@@ -163,8 +163,25 @@ class EmotionClassifier:
         self.output_kind = output_kind(info, folder / MODEL_INFO_FILE)
         self.temperature = temperature_of(info.get("calibration"), str(folder / MODEL_INFO_FILE))
         self.path, self.model_file = path, model_file
+        if getattr(self.backend, "input_dtype", None) == np.uint8 and self.input_scale != 255.0:
+            raise ModelError(f"{path}: the model's input is uint8, which holds 0-255 pixels, but its input_scale is "
+                             f"{self.input_scale:g}")
+        self._try_once()
         log.info("model %s: %s backend, input %dx%dx%d, classes %s; file %s; temperature %.3g",
                  path, self.backend.name, height, width, channels, ",".join(self.labels), model_file.name, self.temperature)
+
+    def _try_once(self) -> None:
+        """Run the model on one blank face at load, so a model the app cannot feed (an input
+        type or layout it misdescribes) is refused now with one line, not at the first face."""
+        blank = np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8)
+        try:
+            self.predict_crops([blank])
+        except ModelError:
+            raise
+        except Exception as error:  # backends raise their own untyped errors (onnxruntime, TensorFlow)
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            raise ModelError(f"{self.path}: the model fails on a {self.input_size[1]}x{self.input_size[0]}x{self.channels} "
+                             f"image batch: {first_line[:200]}") from None
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR (or gray) crops -> one float32 NHWC batch at the model's size, channels and scale."""
