@@ -71,17 +71,18 @@ def display_available() -> bool:
     return True
 
 
-def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = None) -> Pipeline:
+def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = None, still: bool = False) -> Pipeline:
     """detect (with face ids) -> whole-image fallback -> classify -> smooth: each stage reads
     what the earlier ones added. ``classifier``: one already loaded (a batch worker loads its
-    model once for many videos). The caller closes the pipeline (``with``, or ``close()``): it
+    model once for many videos). ``still``: the frames are still images, searched at the size
+    ``--min-face`` needs (:class:`HaarFaceDetector`). The caller closes the pipeline (``with``, or ``close()``): it
     owns the face-search thread."""
     classifier = classifier or EmotionClassifier(config.model)
     ids = itertools.count(1)  # face ids: one counter for the run, so no id is ever reused
     whole = WholeImageFallback(config.whole_image, ids)
     stages = []
     if whole.mode != "always":
-        stages.append(("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector), config.tracking, ids)))
+        stages.append(("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector, still), config.tracking, ids)))
     stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier))]
     if config.smoothing > 0:
         stages.append(("smooth", ProbabilitySmoother(config.smoothing, config.tracking)))
@@ -137,14 +138,14 @@ def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None
             check_writable(Path(path))
     if show:
         check_writable(Path(config.snapshot_dir) / "snapshot.png")
-    pipeline = build_pipeline(config, classifier)
+    classifier = classifier or EmotionClassifier(config.model)  # a bad model is refused before a camera opens
     overlay = Overlay(bars=config.bars)
     stats = RunStats()
     with _Signals() as signals:
         with ExitStack() as stack:
-            stack.enter_context(pipeline)  # closes the face-search thread on every exit path
             source, notice = open_configured_source(config)
             stack.enter_context(source)
+            pipeline = stack.enter_context(build_pipeline(config, classifier, source.still))  # closes its thread on every exit
             log, output = _results_paths(config) if config.results_dir else (config.log, config.output)
             sinks = []
             stats.still = source.still

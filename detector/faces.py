@@ -42,28 +42,50 @@ def clamp_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) -
     return clipped[(clipped[:, 2] >= min_side) & (clipped[:, 3] >= min_side)]
 
 
+#: Face side, in detection pixels, that a still image's ``min_face`` is scaled to: twice the
+#: cascade's 24 px window, so a face at the limit is well inside what the cascade finds.
+STILL_FACE_SIDE = 48
+
+
 class HaarFaceDetector:
-    def __init__(self, cascade_path: str | Path, config: DetectorConfig = DetectorConfig()):
+    """``still``: frames are still images (no real-time budget), shrunk only as far as keeps
+    a ``min_face`` face at :data:`STILL_FACE_SIDE` px; video frames go to ``detect_width``."""
+
+    def __init__(self, cascade_path: str | Path, config: DetectorConfig = DetectorConfig(), still: bool = False):
         path = Path(cascade_path)
         if not path.is_file():
             raise UserError(f"Haar cascade not found: {path}")
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise UserError(f"not a valid Haar cascade file: {path}")
-        self.path, self.config = path, config
+        self.path, self.config, self.still = path, config, still
 
     def copy(self) -> "HaarFaceDetector":
         """The same detector with its own cascade: one cascade must not run on two threads at once."""
-        return HaarFaceDetector(self.path, self.config)
+        return HaarFaceDetector(self.path, self.config, self.still)
+
+    def detect_scale(self, width: int, height: int) -> float:
+        """The factor a ``width`` x ``height`` frame is shrunk by before Haar (1.0: not shrunk)."""
+        if not self.config.detect_width or width <= self.config.detect_width:
+            return 1.0
+        scale = self.config.detect_width / width
+        if self.still:
+            scale = max(scale, STILL_FACE_SIDE / (self.config.min_face * min(width, height)))
+        return min(1.0, scale)
+
+    def smallest_face(self, width: int, height: int) -> int:
+        """The smallest face side, in frame pixels, that :meth:`detect` can find in such a frame:
+        ``min_face``, or the cascade's window at the detection scale where that is larger."""
+        window = max(self._cascade.getOriginalWindowSize())
+        return max(int(min(width, height) * self.config.min_face), round(window / self.detect_scale(width, height)))
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         """``(N, 4)`` int32 boxes ``x, y, w, h`` in ``image`` pixels, largest first."""
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         height, width = gray.shape
-        scale = 1.0
-        if self.config.detect_width and width > self.config.detect_width:
-            scale = self.config.detect_width / width
-            gray = cv2.resize(gray, (self.config.detect_width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        scale = self.detect_scale(width, height)
+        if scale < 1.0:
+            gray = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
         min_side = max(12, int(min(gray.shape) * self.config.min_face))
         found = self._cascade.detectMultiScale(
             gray,

@@ -66,7 +66,7 @@ class PipelinePool:
     Thread-safe: each pipeline serves one call at a time. ``close()`` stops their threads."""
 
     def __init__(self, config: AppConfig, size: int, classifier: EmotionClassifier):
-        self._pipelines = [build_pipeline(config, classifier) for _ in range(size)]
+        self._pipelines = [build_pipeline(config, classifier, still=True) for _ in range(size)]
         self._idle: queue.Queue[Pipeline] = queue.Queue()
         for pipeline in self._pipelines:
             self._idle.put(pipeline)
