@@ -394,6 +394,31 @@ def test_a_killed_worker_fails_only_its_own_video(tmp_path):
         assert len((out / video.stem / "results.jsonl").read_text().splitlines()) == 120
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+def test_a_killed_worker_does_not_fail_the_video_of_a_healthy_one(tmp_path):
+    """Two workers, each part-way through its own video: SIGKILL one. Its video fails; the
+    other worker's video (cut short when the broken pool stopped it) and the one not yet
+    started are analysed in full by a new pool."""
+    videos = [_short(tmp_path / f"in/clip{k}.mp4", 100 * k, 240) for k in range(3)]
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(tmp_path / "in"), "--out", str(out),
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    staged, deadline = [out / ".staging" / f"clip{k}" / "frames.csv" for k in range(2)], time.monotonic() + 300
+    while not all(path.is_file() and path.read_text().count("\n") > 5 for path in staged):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch never had two videos going"
+        time.sleep(0.02)
+    workers = _workers(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    assert process.wait(timeout=300) == 1, process.stderr.read().decode()
+    (failure,) = _csv(out / "failures.csv")
+    assert failure["error"] == "the worker process analysing it died" and failure["input"] in map(str, videos[:2])
+    healthy = [v for v in videos if str(v) != failure["input"]]
+    assert sorted(row["video"] for row in _csv(out / "summary.csv")) == sorted(map(str, healthy))
+    for video in healthy:
+        assert len((out / video.stem / "results.jsonl").read_text().splitlines()) == 240
+
+
 def test_the_stage_costs_cover_every_stage_of_the_apps_pipeline_and_close_it():
     """On the real sample clip: a column per stage that ``build_pipeline`` makes, in its order,
     adding up to the total; and no face-search thread left running afterwards."""

@@ -9,6 +9,7 @@ the driver (this process) marks results complete and renames them into place.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -53,10 +54,10 @@ def _job(item: str, work_dir: str) -> Outcome:
     if _worker.get("stopping"):
         raise KeyboardInterrupt
     frames = _worker["frames"]
-    frames.put((item, 0))  # started: if this worker dies now, only this input is lost
+    frames.put((item, 0, os.getpid()))  # started, here: if this worker dies now, only this input is lost
     try:
         return analyse(item, Path(work_dir), _worker["config"], _worker["classifier"], _worker["annotate"],
-                       lambda count: frames.put((item, count)))
+                       lambda count: frames.put((item, count, 0)))
     except KeyboardInterrupt:
         _worker["stopping"] = True
         raise
@@ -75,8 +76,9 @@ class LocalEngine:
         """Outcomes of ``(input, staging folder)`` jobs, in the order they finish. Spawned
         workers (not forked): the same on Linux, macOS and Windows, and no driver threads copied.
 
-        A worker that dies (killed, out of memory, a crash in native code) breaks the pool:
-        the inputs that had started then fail, the ones not yet started go to a new pool."""
+        A worker that dies (killed, out of memory, a crash in native code) breaks the pool, and
+        the pool stops its other workers: the input the dead worker had fails, every other
+        one (cut short on a healthy worker, or not started) goes to a new pool."""
         context = multiprocessing.get_context("spawn")
         frames = context.Queue()
         while jobs:
@@ -85,14 +87,16 @@ class LocalEngine:
     def _pool(self, jobs: list[Job], frames, on_frames: Callable[[int], None], context) -> Iterator[Outcome]:
         """One pool over ``jobs``; yields their outcomes and returns the jobs that a broken
         pool left unstarted (empty when it did not break)."""
-        started: set[str] = set()
+        started: dict[str, int] = {}  # input -> the pid of the worker that started it
         lost: list[Job] = []
         with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_start_worker,
                                  initargs=(self.config, self.annotate, frames)) as pool:
             pending: dict[Future, Job] = {pool.submit(_job, item, str(folder)): (item, folder) for item, folder in jobs}
+            workers = dict(getattr(pool, "_processes", None) or {})  # pid -> Process, for their exit codes
             try:
                 while pending:
                     done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    workers.update(getattr(pool, "_processes", None) or {})
                     _drain(frames, on_frames, started)
                     for future in done:
                         job = pending.pop(future)
@@ -106,19 +110,31 @@ class LocalEngine:
         _drain(frames, on_frames, started)
         order = {job: index for index, job in enumerate(jobs)}
         lost.sort(key=order.__getitem__)  # submission order: the pool starts jobs in it
-        died = [job for job in lost if job[0] in started] or lost[:1]  # the first lost one was surely running
+        dead = _dead_workers(workers)
+        died = [job for job in lost if started.get(job[0]) in dead]
+        if not died:  # which worker died cannot be told: every started input is suspect
+            died = [job for job in lost if job[0] in started] or lost[:1]  # the first lost one was surely running
         for item, _ in died:
             yield Outcome(item, False, error="the worker process analysing it died")
         return [job for job in lost if job not in died]
 
 
-def _drain(frames: multiprocessing.Queue, on_frames: Callable[[int], None], started: set[str]) -> None:
-    """Pass the workers' frame counts on; note which inputs have started."""
+def _dead_workers(workers: dict) -> set[int]:
+    """Pids of the pool's workers that died of their own (killed, crashed): a broken pool ends
+    the others with SIGTERM (exit code ``-SIGTERM`` on Windows too), the dead one has another code."""
+    for process in workers.values():
+        process.join(timeout=5)
+    return {pid for pid, process in workers.items() if process.exitcode not in (None, 0, -signal.SIGTERM)}
+
+
+def _drain(frames: multiprocessing.Queue, on_frames: Callable[[int], None], started: dict[str, int]) -> None:
+    """Pass the workers' frame counts on; note which inputs have started, and on which worker."""
     while True:
         try:
-            item, count = frames.get_nowait()
+            item, count, pid = frames.get_nowait()
         except queue.Empty:
             return
-        started.add(item)
+        if pid:
+            started[item] = pid
         if count:
             on_frames(count)
