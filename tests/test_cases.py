@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -328,3 +329,41 @@ def test_a_png_sbit_chunk_gives_the_bit_depth(cases):
     header_end = 8 + 8 + 13 + 4  # signature, IHDR length/type, IHDR data, CRC
     decoded = decode_image_bytes(data[:header_end] + sbit + data[header_end:])
     assert np.abs(decoded.astype(int) - eight).max() <= 1
+
+
+# --- round 2 (issue 24) -------------------------------------------------------------------
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_video_replaced_while_batch_analyses_it_is_redone_by_the_rerun(cases, tmp_path):
+    """The identity is taken before the analysis and compared after: the first run does not
+    mark the replaced file complete, the rerun analyses what the file holds now."""
+    from detector.paths import SAMPLE_CLIP
+
+    session = tmp_path / "in" / "session.mp4"
+    session.parent.mkdir()
+    shutil.copy(REPO_ROOT / SAMPLE_CLIP, session)
+    out = tmp_path / "out"
+    batch = [sys.executable, str(REPO_ROOT / "main.py"), "batch", str(session.parent), "--out", str(out), "--workers", "1"]
+    process = subprocess.Popen(batch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    staged = out / ".staging" / "session" / "frames.csv"
+    while not (staged.is_file() and staged.read_text().count("\n") > 20):
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.02)
+    shutil.copy(cases / "batch-input-replaced-midrun" / "happy5.mp4", tmp_path / "in" / ".new.mp4")
+    os.replace(tmp_path / "in" / ".new.mp4", session)  # a re-export under the same name
+    assert process.wait(timeout=600) == 1
+    (failure,) = _csv_rows(out / "failures.csv")
+    assert "changed while it was analysed" in failure["error"]
+    assert not (out / "session" / "complete.json").exists()
+    rerun = run_main("batch", str(session.parent), "--out", str(out), "--workers", "1")
+    assert rerun.returncode == 0, rerun.stderr
+    (row,) = _csv_rows(out / "summary.csv")
+    assert row["frames"] == "120" and row["dominant"] == "happy"
+    assert json.loads((out / "session" / "complete.json").read_text())["identity"]["size"] == session.stat().st_size

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from detector.batch.combine import FAILURES_FILE, SUMMARY_FILE, combine
 from detector.batch.inputs import collect_inputs, result_names
-from detector.batch.store import ResultStore, input_identity
+from detector.batch.job import input_identity
+from detector.batch.store import ResultStore
 from detector.config import AppConfig
 from detector.errors import UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,17 @@ class Outcome:
     unreadable: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    identity: dict = field(default_factory=dict)  # input_identity() when the analysis started
+
+
+def input_identity(item: str) -> dict:
+    """Size and modification time: a file changed since its results were made is redone.
+    ``{}`` for a file that cannot be looked at."""
+    try:
+        stat = Path(item).stat()
+    except OSError:
+        return {}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class _Ticks:
@@ -74,6 +85,7 @@ def analyse(item: str, work_dir: Path, config: AppConfig, classifier=None, annot
     from detector.sources import is_image_file
 
     started_wall, started_cpu = time.perf_counter(), time.process_time()
+    identity = input_identity(item)
     if Path(item).is_file() and is_image_file(Path(item)):
         return _failed(item, f"not a video: {Path(item).name} is a still image (analyse it with main.py --source)",
                        started_wall, started_cpu)
@@ -89,8 +101,12 @@ def analyse(item: str, work_dir: Path, config: AppConfig, classifier=None, annot
         ticks.flush()
     if stats.stopped_by != "end":  # SIGTERM: the results stop part-way, so they are not a result
         return _failed(item, "stopped by a signal before the end", started_wall, started_cpu)
+    if input_identity(item) != identity:
+        return _failed(item, "the file changed while it was analysed (replaced, or still being copied): "
+                             "run the batch again once it is complete", started_wall, started_cpu)
     return Outcome(item, True, frames=stats.frames, faces=stats.faces, unreadable=stats.unreadable,
-                   seconds=time.perf_counter() - started_wall, cpu_seconds=time.process_time() - started_cpu)
+                   seconds=time.perf_counter() - started_wall, cpu_seconds=time.process_time() - started_cpu,
+                   identity=identity)
 
 
 def _failed(item: str, message: str, started_wall: float, started_cpu: float) -> Outcome:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detector.batch.inputs import hashed_name
-from detector.batch.job import Outcome
+from detector.batch.job import Outcome, input_identity
 from detector.errors import UserError
 
 COMPLETE_FILE = "complete.json"
@@ -33,15 +33,6 @@ def write_atomic(path: Path, text: str) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-
-
-def input_identity(item: str) -> dict:
-    """Size and modification time: a file changed since its results were made is redone."""
-    try:
-        stat = Path(item).stat()
-    except OSError:
-        return {}
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class ResultStore:
@@ -101,8 +92,7 @@ class ResultStore:
         if not outcome.ok:
             shutil.rmtree(staged, ignore_errors=True)
             staged.mkdir(parents=True)
-        marker = {**asdict(outcome), "name": name, "engine": engine, "settings": self.settings,
-                  "identity": input_identity(outcome.input)}
+        marker = {**asdict(outcome), "name": name, "engine": engine, "settings": self.settings}  # its identity at the start
         write_atomic(staged / (COMPLETE_FILE if outcome.ok else FAILED_FILE), json.dumps(marker, indent=2) + "\n")
         final, old = self.final(name), self.out_dir / STAGING_DIR / f".old-{name}"  # no name starts with "."
         shutil.rmtree(old, ignore_errors=True)
