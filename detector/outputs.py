@@ -1,11 +1,19 @@
 """Sinks for results: JSON lines and annotated video. Context managers, flushed as
-they go, so whatever was written before a crash or Ctrl+C stays complete and readable."""
+they go, so whatever was written before a crash or Ctrl+C stays complete and readable.
+
+A file-system error (a full disk, a name over the file system's limit, a drive pulled out)
+is one :class:`UserError` line naming the file (:func:`cannot_write`); the JSON lines file
+then ends on its last whole line, and a video that cannot be read back is never called written.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -17,6 +25,8 @@ from detector.results import FrameResult
 log = logging.getLogger(__name__)
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+NAME_MAX = 255  # bytes in one file name on ext4, NTFS (UTF-16 units there), APFS
+FSYNC_EVERY_S = 1.0  # the JSON lines reach the disk at least this often, and at close
 VIDEO_SIDE = (16, 8000)  # mp4v refuses 1x1 frames and sides over 8191 px: the video is scaled into this range
 
 
@@ -28,9 +38,23 @@ def video_size(width: int, height: int) -> tuple[int, int]:
     return min(high, max(low, round(width * scale))), min(high, max(low, round(height * scale)))
 
 
+def cannot_write(path: Path, error: OSError) -> UserError:
+    """The one line for an OSError on an output: ``cannot write PATH: No space left on device``."""
+    return UserError(f"cannot write {path}: {error.strerror or error}")
+
+
 def check_writable(path: Path) -> None:
-    """Fail before the run, not after an hour of processing."""
+    """Fail before the run, not after an hour of processing. Raises UserError (one line)."""
+    try:
+        _check_writable(path)
+    except OSError as error:  # ENAMETOOLONG, EIO... from stat() itself
+        raise cannot_write(path, error) from None
+
+
+def _check_writable(path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
     if path.is_dir():
@@ -42,32 +66,53 @@ def check_writable(path: Path) -> None:
 
 
 class JsonlSink:
-    """One JSON object per processed frame (the documented contract)."""
+    """One JSON object per processed frame (the documented contract). Each line goes to the
+    file in one write; one that fails part-way is cut off again, so the file always ends on a
+    whole line. Synced to disk every :data:`FSYNC_EVERY_S` and at close."""
 
     def __init__(self, path: Path):
         check_writable(path)
         self.path = path
         try:
-            self._file = path.open("w", encoding="utf-8", buffering=1)
+            self._file = path.open("wb", buffering=0)
         except OSError as error:
-            raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+            raise cannot_write(path, error) from None
         self._failed = False
+        self._length, self._synced = 0, time.monotonic()
 
     def write(self, result: FrameResult, annotated: np.ndarray | None = None) -> None:
+        line = (json.dumps(result.to_json(), separators=(",", ":")) + "\n").encode("utf-8")
         try:
-            self._file.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+            written = self._file.write(line)
+            if written != len(line):  # a short write: the disk filled up mid-line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._length += written
+            if time.monotonic() - self._synced >= FSYNC_EVERY_S:
+                os.fsync(self._file.fileno())
+                self._synced = time.monotonic()
         except OSError as error:  # disk full, drive unplugged: every line before this one is kept
             self._failed = True
-            raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
+            self._cut_back()
+            raise cannot_write(self.path, error) from None
+
+    def _cut_back(self) -> None:
+        """Drop a partly written last line (best effort: the drive may be gone)."""
+        try:
+            os.ftruncate(self._file.fileno(), self._length)
+            self._file.seek(self._length)
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self._file.closed:
             return
         try:
+            if not self._failed:
+                os.fsync(self._file.fileno())
             self._file.close()
         except OSError as error:
             if not self._failed:  # else the failed write has already said why
-                raise UserError(f"cannot write {self.path}: {error.strerror or error}") from None
+                raise cannot_write(self.path, error) from None
 
     def __enter__(self) -> "JsonlSink":
         return self
@@ -131,11 +176,28 @@ class VideoSink:
             self.frames += 1
 
     def close(self) -> None:
+        """Finish the file and read it back: OpenCV's writer reports no error (a full disk
+        leaves a file without its index), so a video that does not open with every frame
+        raises UserError rather than being called written."""
         if self._writer is None and self._pending is not None:
             self._open(None)
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            self._check_readable()
+
+    def _check_readable(self) -> None:
+        with quiet_native_stderr():
+            capture = cv2.VideoCapture(str(self.path))
+            readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            capture.release()
+        if readable < self.frames:
+            try:
+                free = f"; {shutil.disk_usage(self.path.parent).free / 1e6:.1f} MB free on its disk"
+            except OSError:
+                free = ""
+            raise UserError(f"cannot write video {self.path}: it is incomplete and cannot be played "
+                            f"({readable} of {self.frames} frames readable{free})")
 
     def __enter__(self) -> "VideoSink":
         return self

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import UserError
-from detector.outputs import VideoSink, check_writable
+from detector.outputs import VideoSink, cannot_write, check_writable
 from detector.overlay import color_for
 from detector.results import FrameResult
 from detector.summary import UNTRACKED, RunTally
@@ -48,24 +48,27 @@ class ReportSink:
     def __init__(self, directory: Path, labels: tuple[str, ...] | None = None, fps: float = 30.0,
                  min_seconds: float = 1.0, max_panels: int = 8, video: bool = True, still: bool = False, name: str = ""):
         directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise UserError(f"report path is a file, expected a folder: {directory}")
         try:
+            if directory.exists() and not directory.is_dir():
+                raise UserError(f"report path is a file, expected a folder: {directory}")
             directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create report folder {directory}: {error.strerror}") from None
+        except OSError as error:  # a name too long, a full or read-only disk
+            raise UserError(f"cannot create report folder {directory}: {error.strerror or error}") from None
         check_writable(directory / FRAMES_FILE)
         self.directory, self.labels = directory, tuple(labels) if labels else None
         self.fps = fps if fps > 0 else 30.0  # image folders have no fps; the video still needs one
         self.min_seconds, self.max_panels, self.still, self.name = min_seconds, max_panels, still, name
         self.video = VideoSink(directory / VIDEO_FILE, 1.0 if still else self.fps) if video else None
-        self._file = (directory / FRAMES_FILE).open("w", encoding="utf-8", newline="", buffering=1)
+        try:
+            self._file = (directory / FRAMES_FILE).open("w", encoding="utf-8", newline="", buffering=1)
+        except OSError as error:
+            raise cannot_write(directory / FRAMES_FILE, error) from None
         self._csv = csv.writer(self._file)
         self._header = False
         self.tally = RunTally()
         self.source, self.last_time = "", 0.0
         self.tracks: dict[int, tuple[list[float], list[np.ndarray]]] = {}  # id -> (times, probs)
-        self._closed = False
+        self._closed, self._failed = False, False
         self.plotted: list[int] = []  # ids with a panel (or bar) in timeline.png, once closed
 
     @property
@@ -73,6 +76,15 @@ class ReportSink:
         return self.tally.frames
 
     def write(self, result: FrameResult, annotated: np.ndarray | None = None) -> None:
+        try:
+            self._write_rows(result)
+        except OSError as error:  # disk full: the rows before this frame's are kept
+            self._failed = True
+            raise cannot_write(self.directory / FRAMES_FILE, error) from None
+        if self.video:
+            self.video.write(result, annotated)
+
+    def _write_rows(self, result: FrameResult) -> None:
         if self.labels is None and result.labels:
             self.labels = tuple(result.labels)
         if not self._header:
@@ -92,8 +104,6 @@ class ReportSink:
                 times.append(result.time)
                 rows.append(probs.astype(np.float32))
             self._csv.writerow(row)
-        if self.video:
-            self.video.write(result, annotated)
 
     def summary(self) -> dict:
         """The run in numbers: per id (see :meth:`RunTally.per_id`), and how many frames (or
@@ -108,15 +118,29 @@ class ReportSink:
                 "duration_s": round(self.last_time, 4), "fps": self.fps, **common}
 
     def close(self) -> None:
+        """Write the summary and the timeline; raises UserError (one line) where the disk
+        refuses them, after closing every file. After a failed row they are not written:
+        frames.csv holds what the run got to, and nothing claims to sum up the whole run."""
         if self._closed:
             return
         self._closed = True
-        self._file.close()
-        if self.video:
-            self.video.close()
-        summary = self.summary()
-        (self.directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        path = self.directory / TIMELINE_FILE
+        path = self.directory / FRAMES_FILE
+        try:
+            self._file.close()
+            if self.video:
+                self.video.close()
+            if self._failed:
+                return
+            path = self.directory / SUMMARY_FILE
+            summary = self.summary()
+            path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            path = self.directory / TIMELINE_FILE
+            self._plot(path, summary)
+        except OSError as error:
+            if not self._failed:
+                raise cannot_write(path, error) from None
+
+    def _plot(self, path: Path, summary: dict) -> None:
         if self.still:
             self.plotted = plot_stills(path, self.tracks, {int(i): name for i, name in summary["face_files"].items()}, summary)
         else:

@@ -367,3 +367,65 @@ def test_a_video_replaced_while_batch_analyses_it_is_redone_by_the_rerun(cases, 
     (row,) = _csv_rows(out / "summary.csv")
     assert row["frames"] == "120" and row["dominant"] == "happy"
     assert json.loads((out / "session" / "complete.json").read_text())["identity"]["size"] == session.stat().st_size
+
+
+LONG_STEM = ("interview_participant_0042_session_3_" * 10)[:251]  # + ".mp4" = 255 bytes, ext4's limit
+
+
+def test_batch_names_that_fill_the_file_systems_limit(cases, tmp_path):
+    """Inputs named up to the 255-byte limit: a redo (another setting) and a name clash
+    (two folders, one name) both give results, never a traceback."""
+    for folder in ("A", "B"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(cases / "long-file-names" / "clip2.mp4", tmp_path / folder / f"{LONG_STEM}.mp4")
+    out = tmp_path / "out"
+    for extra in ([], ["--smoothing", "0.5"]):
+        done = run_main("batch", str(tmp_path / "A"), "--out", str(out), "--workers", "1", *extra)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [row["frames"] for row in _csv_rows(out / "summary.csv")] == ["48"]
+    both = run_main("batch", str(tmp_path / "A"), str(tmp_path / "B"), "--out", str(tmp_path / "both"), "--workers", "1")
+    assert both.returncode == 0 and "Traceback" not in both.stderr, both.stderr
+    assert len({row["video"] for row in _csv_rows(tmp_path / "both" / "summary.csv")}) == 2
+
+
+@pytest.mark.parametrize("flag,suffix", [("--log", ".jsonl"), ("--report", ".report"), ("--output", ".mp4")])
+def test_an_output_name_over_the_limit_is_one_line(cases, tmp_path, flag, suffix):
+    done = run_main("--source", str(cases / "long-file-names" / "clip2.mp4"), "--no-display", flag,
+                    str(tmp_path / ("r" * 252 + suffix)))  # 256 bytes and more
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot ") and line.endswith("File name too long")
+
+
+def _run_with_file_limit(args: list[str], limit_bytes: int) -> subprocess.CompletedProcess:
+    """``main.py ARGS`` where no file may grow past ``limit_bytes``: writes past it fail part-way
+    with EFBIG, as on a disk that fills up (SIGXFSZ ignored, so the write returns the error)."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    return subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args], capture_output=True, text=True,
+                          timeout=600, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=REPO_ROOT, preexec_fn=limit)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.parametrize("flag,name,limit", [("--log", "r.jsonl", 100_000), ("--output", "a.mp4", 1_000_000),
+                                             ("--report", "rep", 40_000)])
+def test_a_full_disk_is_one_line_and_keeps_whole_lines(tmp_path, flag, name, limit):
+    from detector.paths import SAMPLE_CLIP
+
+    done = _run_with_file_limit(["--source", SAMPLE_CLIP, "--no-display", flag, str(tmp_path / name)], limit)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"wrote {tmp_path / name}" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: cannot write") and str(tmp_path / name) in line
+    if flag == "--log":
+        text = (tmp_path / name).read_text()
+        assert text.endswith("\n") and 100 < len(text.splitlines())
+        assert [json.loads(row)["frame"] for row in text.splitlines()] == list(range(len(text.splitlines())))
+    if flag == "--output":
+        assert "incomplete" in line

@@ -15,6 +15,9 @@ from detector.errors import UserError
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 LIST_SUFFIXES = {".txt", ".lst", ".list"}  # a file with one of these names lists inputs, one path a line
 _GLOB_CHARS = set("*?[")
+#: Bytes of a file name kept in a result folder's name: room under the 255-byte limit of
+#: ext4/NTFS/APFS for the store's "-<8 hex>" and ".old-" additions and a ".tmp" suffix.
+MAX_STEM_BYTES = 200
 
 
 def collect_inputs(specs: list[str]) -> list[str]:
@@ -86,8 +89,11 @@ def result_names(inputs: list[str]) -> dict[str, str]:
 def safe_stem(item: str) -> str:
     """The file name without suffix and without leading dots, or ``input`` if nothing is left:
     never empty, ``.``, ``..`` or a hidden name such as the store's ``.staging``, so a result
-    folder is always a child of ``--out`` that no other part of the store uses."""
-    return Path(item).stem.lstrip(".") or "input"
+    folder is always a child of ``--out`` that no other part of the store uses. Cut to
+    :data:`MAX_STEM_BYTES` of UTF-8 (at a character boundary), so every name made from it fits."""
+    stem = Path(item).stem.lstrip(".")
+    cut = stem.encode("utf-8", "surrogateescape")[:MAX_STEM_BYTES].decode("utf-8", "ignore")
+    return cut.rstrip(" .") or "input"
 
 
 def hashed_name(item: str) -> str:
