@@ -429,3 +429,81 @@ def test_a_full_disk_is_one_line_and_keeps_whole_lines(tmp_path, flag, name, lim
         assert [json.loads(row)["frame"] for row in text.splitlines()] == list(range(len(text.splitlines())))
     if flag == "--output":
         assert "incomplete" in line
+
+
+@pytest.fixture(scope="module")
+def typed_models(cases, shipped_model, tmp_path_factory) -> Path:
+    """The case's wrapped models (fp16/, uint8/, ...), plus one with an int64 input no image is fed as."""
+    out = tmp_path_factory.mktemp("typed") / "models"
+    done = subprocess.run([sys.executable, str(cases / "fp16-uint8-input-model" / "make_models.py"),
+                           str(shipped_model / "model.onnx"), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    import onnx
+
+    model = onnx.load(out / "uint8" / "model.onnx")
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    (out / "int64").mkdir()
+    onnx.save(model, out / "int64" / "model.onnx")
+    for name in ("labels.txt", "model.json"):
+        shutil.copy(out / "uint8" / name, out / "int64" / name)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["fp16", "uint8"])
+def test_a_model_with_float16_or_uint8_input_gives_the_shipped_models_answers(typed_models, tmp_path, kind):
+    clip = str(CASES_DIR / "long-file-names" / "clip2.mp4")
+    runs = {}
+    for name, extra in ((kind, ["--model", str(typed_models / kind)]), ("shipped", ["--no-int8"])):
+        log = tmp_path / f"{name}.jsonl"
+        done = run_main(*extra, "--source", clip, "--no-display", "--log", str(log))
+        assert done.returncode == 0, done.stderr
+        runs[name] = [(face["box"], face["label"], face["score"]) for line in _lines(log) for face in line["faces"]]
+    assert len(runs[kind]) == 48
+    for (box, label, score), (box_s, label_s, score_s) in zip(runs[kind], runs["shipped"]):
+        assert box == box_s and label == label_s and score == pytest.approx(score_s, abs=0.01)  # fp16 rounding
+
+
+def test_a_model_whose_input_type_cannot_be_fed_is_refused_at_load(typed_models, tmp_path):
+    done = run_main("--model", str(typed_models / "int64"), "--source", str(CASES_DIR / "long-file-names" / "clip2.mp4"),
+                    "--no-display", "--log", str(tmp_path / "r.jsonl"))
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "tensor(int64)" in line and "float16" in line
+
+
+def test_serve_and_batch_take_a_float16_input_model(typed_models, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from detector.config import ModelConfig
+    from detector.serve.app import create_app
+    from detector.serve.config import ServeConfig
+
+    picture = (CASES_DIR / "exif-orientation" / "happy_PrivateTest_10077120_o1.jpg").read_bytes()
+    from detector.config import AppConfig
+
+    config = ServeConfig(workers=1, pipeline=AppConfig(model=ModelConfig(str(typed_models / "fp16"))))
+    with TestClient(create_app(config), base_url="http://localhost") as client:
+        answer = client.post("/predict", files={"image": ("face.jpg", picture, "application/octet-stream")})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["faces"][0]["label"] == "happy"
+    out = tmp_path / "out"
+    done = run_main("batch", str(CASES_DIR / "long-file-names" / "clip2.mp4"), "--out", str(out), "--workers", "1",
+                    "--model", str(typed_models / "fp16"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [row["frames"] for row in _csv_rows(out / "summary.csv")] == ["48"]
+
+
+@pytest.mark.parametrize("name", ["far_120px_1080p.png", "far_90px_1080p.png"])
+def test_every_face_a_still_holds_above_min_face_is_found(cases, tmp_path, name):
+    """1920x1080 pictures of five FER2013 faces at 120 and 90 px: a still is searched at the size
+    --min-face needs, so all five are found, with their labels, as at full resolution."""
+    log = tmp_path / "r.jsonl"
+    done = run_main("--source", str(cases / "far-faces-downscaled" / name), "--no-display", "--log", str(log))
+    assert done.returncode == 0, done.stderr
+    (line,) = _lines(log)
+    assert sorted(face["label"] for face in line["faces"]) == ["angry", "happy", "neutral", "sad", "surprise"]
+    full = tmp_path / "full.jsonl"
+    assert run_main("--source", str(cases / "far-faces-downscaled" / name), "--no-display", "--log", str(full),
+                    "--detect-width", "0").returncode == 0
+    pairs = [(a, b) for a in line["faces"] for b in _lines(full)[0]["faces"] if a["label"] == b["label"]]
+    assert len(pairs) == 5 and all(iou(a["box"], b["box"]) > 0.7 for a, b in pairs)
