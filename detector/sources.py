@@ -21,6 +21,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from detector.display_matrix import orientation, read_matrix
 from detector.errors import SourceError, quiet_native_stderr
 from detector.imageio import ImageDecodeError, decode_image_bytes, read_image_file
 from detector.results import FrameResult
@@ -105,6 +106,11 @@ class VideoSource(Source):
             if isinstance(capture_arg, int):
                 raise SourceError(f"cannot open {name}: no such camera, or another app is using it")
             raise SourceError(f"cannot open {name}" if live else f"cannot open video {name}: not a video, or damaged or truncated")
+        self._orient = None  # a file's display matrix, applied whole (mirror too): detector.display_matrix
+        if isinstance(capture_arg, str) and "://" not in capture_arg:
+            self._orient = orientation(read_matrix(Path(capture_arg)), name)
+            if self._orient is not None:
+                self._capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)  # it would apply the turn but not the mirror
         ok, first = self._capture.read()
         if not ok or first is None:
             self._capture.release()
@@ -124,7 +130,7 @@ class VideoSource(Source):
         self._frames: queue.Queue = queue.Queue(maxsize=1 if live else queue_size)
         self._stop = threading.Event()
         self._started = time.perf_counter()
-        self._frames.put((0, self._started, self._timestamp(0), first))
+        self._frames.put((0, self._started, self._timestamp(0), self._oriented(first)))
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
         self._thread.start()
 
@@ -160,12 +166,15 @@ class VideoSource(Source):
                     log.warning("%s: frames from %d on cannot be reached: skipping the rest", self.name, index)
                     break
                 self._failed_in_a_row = 0
-                self._put((index, time.perf_counter(), self._timestamp(index), frame))
+                self._put((index, time.perf_counter(), self._timestamp(index), self._oriented(frame)))
                 index += 1
         except Exception as error:  # a thread boundary: never leave the consumer waiting for frames
             log.error("%s: reading stopped: %s", self.name, error)
         finally:
             self._put(_END)
+
+    def _oriented(self, frame: np.ndarray) -> np.ndarray:
+        return frame if self._orient is None else self._orient(frame)
 
     def _timestamp(self, index: int) -> float:
         """Seconds into a file of the frame just read: the decoder's presentation time, or

@@ -507,3 +507,63 @@ def test_every_face_a_still_holds_above_min_face_is_found(cases, tmp_path, name)
                     "--detect-width", "0").returncode == 0
     pairs = [(a, b) for a in line["faces"] for b in _lines(full)[0]["faces"] if a["label"] == b["label"]]
     assert len(pairs) == 5 and all(iou(a["box"], b["box"]) > 0.7 for a, b in pairs)
+
+
+def test_a_mirror_in_the_display_matrix_gives_upright_mirrored_frames(cases, tmp_path):
+    log = tmp_path / "r.jsonl"
+    done = run_main("--source", "hflip_only.mp4", "--no-display", "--log", str(log), cwd=cases / "display-matrix-flip")
+    assert done.returncode == 0, done.stderr
+    assert "120 frames, 120 faces" in done.stderr and "mostly sad" in done.stderr
+    assert iou(_lines(log)[0]["faces"][0]["box"], [82, 62, 268, 268]) > 0.9
+
+
+def _with_matrix(source: Path, target: Path, matrix: tuple[float, float, float, float]) -> Path:
+    """A copy of an MP4 whose (first) tkhd box holds the display matrix ``(a, b, c, d)``."""
+    import struct
+
+    data = bytearray(source.read_bytes())
+    at = data.index(b"tkhd") + 4
+    offset = at + 4 + (32 if data[at] == 1 else 20) + 16
+    a, b, c, d = (round(value * 65536) for value in matrix)
+    data[offset : offset + 24] = struct.pack(">6i", a, b, 0, c, d, 0)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def _displayed(stored: np.ndarray, matrix: tuple[int, int, int, int]) -> np.ndarray:
+    """The picture a player shows: stored pixel (x, y) at (a*x + c*y, b*x + d*y), moved into the frame."""
+    a, b, c, d = matrix
+    ys, xs = np.indices(stored.shape[:2])
+    new_x, new_y = a * xs + c * ys, b * xs + d * ys
+    new_x, new_y = new_x - new_x.min(), new_y - new_y.min()
+    shown = np.zeros((new_y.max() + 1, new_x.max() + 1, 3), stored.dtype)
+    shown[new_y, new_x] = stored[ys, xs]
+    return shown
+
+
+@pytest.mark.parametrize("matrix", [(1, 0, 0, 1), (-1, 0, 0, 1), (1, 0, 0, -1), (-1, 0, 0, -1),
+                                    (0, 1, -1, 0), (0, -1, 1, 0), (0, 1, 1, 0), (0, -1, -1, 0)])
+def test_every_quarter_turn_and_flip_of_the_display_matrix_is_applied(cases, tmp_path, matrix):
+    from detector.sources import open_source
+
+    case = cases / "display-matrix-flip" / "hflip_only.mp4"
+    stored = cv2.VideoCapture(str(case))
+    stored.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    frame = stored.read()[1]
+    stored.release()
+    with open_source(str(_with_matrix(case, tmp_path / "m.mp4", matrix))) as source:
+        first = next(iter(source)).image
+    assert np.array_equal(first, _displayed(frame, matrix))
+
+
+def test_a_display_matrix_that_is_no_quarter_turn_is_left_alone_with_a_warning(cases, tmp_path, caplog):
+    from detector.sources import open_source
+
+    case = cases / "display-matrix-flip" / "hflip_only.mp4"
+    half = 0.5**0.5
+    with open_source(str(_with_matrix(case, tmp_path / "m.mp4", (half, half, -half, half)))) as source:
+        first = next(iter(source)).image
+    stored = cv2.VideoCapture(str(case))
+    stored.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    assert np.array_equal(first, stored.read()[1])
+    assert "no quarter turn or flip" in caplog.text
