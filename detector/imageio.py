@@ -10,16 +10,22 @@
 * **Limits**: an image over OpenCV's pixel limit is read at 1/2, 1/4 or 1/8 size where the
   format can decode reduced (JPEG); otherwise the error names the limit and how to raise it.
 
+* **Frames**: animated GIF, WebP and PNG (APNG) and multi-page TIFF hold several pictures;
+  OpenCV's decoder reads the first only. :func:`read_image_frames` gives every one (Pillow
+  composes each frame as a viewer shows it), so none is dropped silently.
+
 Other code (the folder and file sources, a REST API, batch jobs) calls
 :func:`decode_image_bytes` or :func:`read_image_file` and gets upright 3-channel uint8 BGR.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -73,6 +79,53 @@ def read_image_file(path: Path) -> np.ndarray:
         return decode_image_bytes(data)
     except ImageDecodeError as error:
         raise ImageDecodeError(f"{Path(path).name}: {error}") from None
+
+
+def frame_count(data: bytes) -> int:
+    """How many pictures an encoded image holds (animation frames, TIFF pages): 1 for a plain
+    still and for anything Pillow does not read (OpenCV-only formats)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return max(1, int(getattr(image, "n_frames", 1)))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+
+
+def read_image_frames(path: Path) -> tuple[int, Iterator[np.ndarray]]:
+    """``(count, frames)`` of an image file: the one picture of a still (:func:`read_image_file`),
+    or every frame or page of an animated or multi-page file, each upright BGR uint8
+    ``(H, W, 3)``. The iterator raises :class:`ImageDecodeError` (naming the file) at a frame
+    that cannot be decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ImageDecodeError(f"cannot read {path}: {error.strerror or error}") from None
+    count = frame_count(data)
+    if count == 1:
+        return 1, iter([read_image_file(path)])
+    return count, _pillow_frames(data, Path(path).name)
+
+
+def _pillow_frames(data: bytes, name: str) -> Iterator[np.ndarray]:
+    from PIL import Image, ImageOps, ImageSequence
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            for frame in ImageSequence.Iterator(image):
+                yield _from_pillow(ImageOps.exif_transpose(frame))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageDecodeError(f"{name}: a frame cannot be decoded: {error}") from None
+
+
+def _from_pillow(frame) -> np.ndarray:
+    """A Pillow picture -> BGR uint8, 16-bit and float pages scaled as :func:`to_bgr8` does."""
+    if frame.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return to_bgr8(np.clip(np.asarray(frame), 0, 65535).astype(np.uint16))
+    if frame.mode == "F":
+        return to_bgr8(np.asarray(frame, np.float32))
+    return np.ascontiguousarray(np.asarray(frame.convert("RGB"))[:, :, ::-1])
 
 
 def _decode_reduced(buffer: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 
 from detector.display_matrix import orientation, read_matrix
 from detector.errors import SourceError, quiet_native_stderr
-from detector.imageio import ImageDecodeError, decode_image_bytes, read_image_file
+from detector.imageio import ImageDecodeError, decode_image_bytes, read_image_file, read_image_frames
 from detector.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,8 @@ class VideoSource(Source):
 class ImageSource(Source):
     """One image or the files of a folder, whatever their suffixes: each file the decoder
     reads is a frame (upright, see :mod:`detector.imageio`); the others are skipped, named
-    with the reason, and counted in ``skipped``."""
+    with the reason, and counted in ``skipped``. Each frame of an animated image (or page of
+    a multi-page TIFF) is a picture of its own, named ``anim.gif [2/3]``."""
 
     still = True
 
@@ -270,14 +271,20 @@ class ImageSource(Source):
         self.frame_count = len(paths)
 
     def __iter__(self) -> Iterator[FrameResult]:
-        for index, path in enumerate(self.paths):
+        index = 0
+        for path in self.paths:
             try:
-                image = read_image_file(path)
+                count, images = read_image_frames(path)
+                if count > 1:
+                    log.warning("%s has %d frames: each is analysed as a picture of its own", path.name, count)
+                    self.frame_count += count - 1
+                for number, image in enumerate(images, 1):
+                    yield FrameResult(index=index, time=0.0, source=path.name if count == 1 else f"{path.name} [{number}/{count}]",
+                                      image=image)
+                    index += 1
             except ImageDecodeError as error:
                 log.warning("skipped %s: %s", path.name, str(error).removeprefix(f"{path.name}: "))
                 self.skipped.append(path.name)
-                continue
-            yield FrameResult(index=index, time=0.0, source=path.name, image=image)
 
 
 class DecodedImageSource(Source):

@@ -567,3 +567,37 @@ def test_a_display_matrix_that_is_no_quarter_turn_is_left_alone_with_a_warning(c
     stored.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
     assert np.array_equal(first, stored.read()[1])
     assert "no quarter turn or flip" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.webp", "anim_apng.png", "multipage.tiff"])
+def test_every_frame_of_an_animated_or_multi_page_image_is_analysed(cases, tmp_path, name):
+    log = tmp_path / "r.jsonl"
+    done = run_main("--source", name, "--no-display", "--log", str(log), cwd=cases / "animated-image-first-frame")
+    assert done.returncode == 0, done.stderr
+    assert f"{name} has 3 frames" in done.stderr and "3 images, 3 faces" in done.stderr
+    faces = _by_source(log)
+    assert list(faces) == [f"{name} [{k}/3]" for k in (1, 2, 3)]
+    assert [found[0]["label"] for found in faces.values()] == ["happy", "surprise", "angry"]
+
+
+@pytest.mark.parametrize("fmt,suffix,tolerance", [("GIF", ".gif", 12), ("WEBP", ".webp", 1), ("PNG", ".png", 0),
+                                                   ("TIFF", ".tif", 0)])
+def test_read_image_frames_gives_every_frame_in_every_format(cases, tmp_path, fmt, suffix, tolerance):
+    """The kind: four different pictures stored as one animated (or multi-page) file of each
+    format come back as the four pictures, in order."""
+    from PIL import Image
+
+    from detector.imageio import read_image_frames
+
+    photos = sorted((cases / "exif-orientation").glob("*_o1.jpg"))[:2] + sorted((cases / "precropped-face" / "crops").iterdir())[:2]
+    pictures = [cv2.resize(read_image_file(path), (160, 120)) for path in photos]
+    frames = [Image.fromarray(picture[:, :, ::-1]) for picture in pictures]
+    path = tmp_path / f"many{suffix}"
+    options = {"lossless": True} if fmt == "WEBP" else {"duration": 500} if fmt in ("GIF", "PNG") else {}
+    frames[0].save(path, fmt, save_all=True, append_images=frames[1:], **options)
+    count, images = read_image_frames(path)
+    images = list(images)
+    assert count == len(images) == 4
+    for image, picture in zip(images, pictures):
+        assert image.shape == picture.shape and image.dtype == np.uint8
+        assert np.abs(image.astype(int) - picture).mean() <= tolerance
