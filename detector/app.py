@@ -21,6 +21,7 @@ from detector.classifier import EmotionClassifier
 from detector.config import AppConfig
 from detector.errors import SourceError, UserError
 from detector.faces import HaarFaceDetector
+from detector.no_face import NoFaceReasons
 from detector.outputs import JsonlSink, VideoSink, check_writable
 from detector.overlay import Overlay, ProbabilityHistory
 from detector.paths import SAMPLE_CLIP, resource
@@ -50,6 +51,7 @@ class RunStats:
     tally: RunTally = field(default_factory=RunTally)  # per face id, frames without a face
     written: list[str] = field(default_factory=list)  # the files and folders the run wrote
     still: bool = False  # the source was still images
+    no_face: NoFaceReasons | None = None  # measured causes of frames without a face
 
     def describe(self) -> str:
         """What the run did, for its last lines: counts, what it wrote and where, and the
@@ -57,6 +59,8 @@ class RunStats:
         unit = "images" if self.still else "frames"
         lines = [f"wrote {path}" for path in self.written]
         lines += ["faces seen:"] + [f"  {line}" for line in self.tally.describe_faces(still=self.still)] if self.tally.ids else []
+        if self.no_face is not None and self.no_face.describe(unit):  # before the counts: the run's last line
+            lines.append(self.no_face.describe(unit))
         lines.append(f"{self.frames} {unit}, {self.faces} faces"
                      + (f", {self.unreadable} unreadable {unit} skipped" if self.unreadable else "")
                      + (f", {self.tally.without_face} {unit} without a face" if self.tally.without_face else "")
@@ -149,6 +153,7 @@ def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None
             log, output = _results_paths(config) if config.results_dir else (config.log, config.output)
             sinks = []
             stats.still = source.still
+            stats.no_face = NoFaceReasons(HaarFaceDetector(config.cascade, config.detector, source.still))
             if log:
                 sinks.append(stack.enter_context(JsonlSink(Path(log))))
             if output:
@@ -218,6 +223,8 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
         stats.frames += 1
         stats.faces += len(result.faces)
         stats.tally.add(result)
+        if not len(result.faces):
+            stats.no_face.look(result.image)
         if bar is not None:
             bar.update(1)
         if show:

@@ -79,6 +79,13 @@ class HaarFaceDetector:
         window = max(self._cascade.getOriginalWindowSize())
         return max(int(min(width, height) * self.config.min_face), round(window / self.detect_scale(width, height)))
 
+    def detect_under(self, gray: np.ndarray, side: int) -> np.ndarray:
+        """``(N, 4)`` boxes of faces smaller than ``side`` px, searched at full resolution down
+        to the cascade's window (what :meth:`detect` may not see: ``detector.no_face``)."""
+        found = self._cascade.detectMultiScale(gray, scaleFactor=self.config.scale_factor,
+                                               minNeighbors=self.config.min_neighbors, maxSize=(side, side))
+        return np.asarray(found, np.int32).reshape(-1, 4)
+
     def detect(self, image: np.ndarray) -> np.ndarray:
         """``(N, 4)`` int32 boxes ``x, y, w, h`` in ``image`` pixels, largest first."""
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

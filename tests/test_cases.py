@@ -601,3 +601,36 @@ def test_read_image_frames_gives_every_frame_in_every_format(cases, tmp_path, fm
     for image, picture in zip(images, pictures):
         assert image.shape == picture.shape and image.dtype == np.uint8
         assert np.abs(image.astype(int) - picture).mean() <= tolerance
+
+
+def _no_face_pictures(cases: Path, folder: Path) -> dict[str, Path]:
+    """Pictures a person sees a face in that the detection misses, made from the case photos:
+    too dark, and tilted 30 degrees; and a well-lit wall with no face at all."""
+    photo = read_image_file(cases / "exif-orientation" / "happy_PrivateTest_10077120_o1.jpg")
+    height, width = photo.shape[:2]
+    wide = cv2.copyMakeBorder(photo, height // 2, height // 2, width // 2, width // 2, cv2.BORDER_REPLICATE)
+    turn = cv2.getRotationMatrix2D((wide.shape[1] / 2, wide.shape[0] / 2), 30, 1.0)
+    pictures = {"dark": (photo * 0.08).astype(np.uint8),
+                "tilted": cv2.warpAffine(wide, turn, wide.shape[1::-1], borderMode=cv2.BORDER_REPLICATE),
+                "wall": cv2.convertScaleAbs(cv2.resize(photo[:200, :200], (640, 480)), alpha=3.0)}  # lit, no face
+    for name, picture in pictures.items():
+        cv2.imwrite(str(folder / f"{name}.png"), picture)
+    return {name: folder / f"{name}.png" for name in pictures}
+
+
+@pytest.mark.parametrize("kind,words", [("dark", "too dark or flat (mean brightness 4 of 255)"),
+                                        ("tilted", "with a face tilted"),
+                                        ("small", "with faces of 8"),
+                                        ("wall", "with no measured cause")])
+def test_a_picture_without_a_face_says_what_may_be_why(cases, tmp_path, kind, words):
+    if kind == "small":  # the 90 px faces, under the 216 px that --min-face 0.2 allows in a 1080p picture
+        source, extra = cases / "far-faces-downscaled" / "far_90px_1080p.png", ["--min-face", "0.2"]
+    else:
+        source, extra = _no_face_pictures(cases, tmp_path)[kind], []
+    done = run_main("--source", str(source), "--no-display", "--log", str(tmp_path / "r.jsonl"), *extra)
+    assert done.returncode == 0, done.stderr
+    reasons, counts = done.stderr.strip().splitlines()[-2:]
+    assert counts == "1 images, 0 faces, 1 images without a face"
+    assert reasons.startswith("no face, may be why (all 1 images): 1 ") and words in reasons, reasons
+    if kind == "small":
+        assert "216 px the detection allows" in reasons
