@@ -372,22 +372,28 @@ def _workers(driver: int) -> list[int]:
     return found
 
 
+def _kill_a_worker_midway(inputs: Path, out: Path, workers: int) -> None:
+    """``batch INPUTS --workers N``; once each worker is part-way through a video (clip0,
+    clip1, ...), SIGKILL the first worker; the batch must then exit 1."""
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(inputs), "--out", str(out),
+                                "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    staged, deadline = [out / ".staging" / f"clip{k}" / "frames.csv" for k in range(workers)], time.monotonic() + 300
+    while not all(path.is_file() and path.read_text().count("\n") > 5 for path in staged):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch never had each worker on a video"
+        time.sleep(0.02)
+    found = _workers(process.pid)
+    assert len(found) == workers
+    os.kill(found[0], signal.SIGKILL)
+    assert process.wait(timeout=300) == 1, process.stderr.read().decode()
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker in /proc")
 def test_a_killed_worker_fails_only_its_own_video(tmp_path):
     """SIGKILL the worker while it analyses the first of three videos: that one fails, the
     two not yet started are analysed by a new pool."""
     videos = [_short(tmp_path / f"in/clip{k}.mp4", 100 * k, 120) for k in range(3)]
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(tmp_path / "in"), "--out", str(out),
-                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    staged, deadline = out / ".staging" / "clip0" / "frames.csv", time.monotonic() + 300
-    while not (staged.is_file() and staged.read_text().count("\n") > 5):
-        assert process.poll() is None and time.monotonic() < deadline, "the batch never started its first video"
-        time.sleep(0.02)
-    workers = _workers(process.pid)
-    assert len(workers) == 1
-    os.kill(workers[0], signal.SIGKILL)
-    assert process.wait(timeout=300) == 1, process.stderr.read().decode()
+    _kill_a_worker_midway(tmp_path / "in", out, workers=1)
     assert _csv(out / "failures.csv") == [{"input": str(videos[0]), "error": "the worker process analysing it died"}]
     assert [row["video"] for row in _csv(out / "summary.csv")] == [str(v) for v in videos[1:]]
     for video in videos[1:]:
@@ -401,16 +407,7 @@ def test_a_killed_worker_does_not_fail_the_video_of_a_healthy_one(tmp_path):
     started are analysed in full by a new pool."""
     videos = [_short(tmp_path / f"in/clip{k}.mp4", 100 * k, 240) for k in range(3)]
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "main.py"), "batch", str(tmp_path / "in"), "--out", str(out),
-                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    staged, deadline = [out / ".staging" / f"clip{k}" / "frames.csv" for k in range(2)], time.monotonic() + 300
-    while not all(path.is_file() and path.read_text().count("\n") > 5 for path in staged):
-        assert process.poll() is None and time.monotonic() < deadline, "the batch never had two videos going"
-        time.sleep(0.02)
-    workers = _workers(process.pid)
-    assert len(workers) == 2
-    os.kill(workers[0], signal.SIGKILL)
-    assert process.wait(timeout=300) == 1, process.stderr.read().decode()
+    _kill_a_worker_midway(tmp_path / "in", out, workers=2)
     (failure,) = _csv(out / "failures.csv")
     assert failure["error"] == "the worker process analysing it died" and failure["input"] in map(str, videos[:2])
     healthy = [v for v in videos if str(v) != failure["input"]]

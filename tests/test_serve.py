@@ -57,8 +57,8 @@ def jpeg(image: np.ndarray) -> bytes:
 
 
 def fresh_result(image: np.ndarray) -> FrameResult:
-    """What a pipeline that has never seen a frame finds: the desktop app on this one image."""
-    return build_pipeline(AppConfig())(FrameResult(0, 0.0, "alone", image))
+    """What a pipeline that has never seen a frame finds: the desktop app on this one image (a still)."""
+    return build_pipeline(AppConfig(), still=True)(FrameResult(0, 0.0, "alone", image))
 
 
 @pytest.fixture(scope="module")
