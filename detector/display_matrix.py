@@ -67,8 +67,8 @@ def _video_tkhd(file: BinaryIO, end: int) -> bytes | None:
     return None
 
 
-def read_matrix(path: Path) -> tuple[int, int, int, int] | None:
-    """The video track's ``(a, b, c, d)`` from an MP4/MOV file, as floats; None where the file
+def read_matrix(path: Path) -> tuple[float, float, float, float] | None:
+    """The video track's ``(a, b, c, d)`` from an MP4/MOV file (16.16 fixed point, as floats); None where the file
     is no MP4/MOV, has no video track, or cannot be read."""
     if path.suffix.lower() not in MP4_SUFFIXES:
         return None
