@@ -47,7 +47,8 @@ def add_detection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-face", type=float, default=d.min_face,
                        help=f"smallest face, as a fraction of the frame's shorter side (default {d.min_face})")
     group.add_argument("--detect-width", type=int, default=d.detect_width,
-                       help=f"downscale wider frames to this width for detection, 0 = never (default {d.detect_width})")
+                       help=f"downscale wider video frames to this width for detection, 0 = never; still images are "
+                            f"shrunk only as far as keeps a --min-face face findable (default {d.detect_width})")
     group.add_argument("--full-every", type=int, default=d.full_every,
                        help=f"search the whole frame for new faces every N frames; known faces are re-found every frame (default {d.full_every})")
     group.add_argument("--full-lag", type=int, default=d.full_lag,
