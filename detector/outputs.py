@@ -25,7 +25,6 @@ from detector.results import FrameResult
 log = logging.getLogger(__name__)
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-NAME_MAX = 255  # bytes in one file name on ext4, NTFS (UTF-16 units there), APFS
 FSYNC_EVERY_S = 1.0  # the JSON lines reach the disk at least this often, and at close
 VIDEO_SIDE = (16, 8000)  # mp4v refuses 1x1 frames and sides over 8191 px: the video is scaled into this range
 
@@ -47,14 +46,12 @@ def check_writable(path: Path) -> None:
     """Fail before the run, not after an hour of processing. Raises UserError (one line)."""
     try:
         _check_writable(path)
-    except OSError as error:  # ENAMETOOLONG, EIO... from stat() itself
+    except OSError as error:  # a name over the file system's limit (ENAMETOOLONG), EIO...: from stat() itself
         raise cannot_write(path, error) from None
 
 
 def _check_writable(path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
-    if len(os.fsencode(path.name)) > NAME_MAX:
-        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
     if path.is_dir():
