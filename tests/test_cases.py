@@ -440,6 +440,9 @@ def typed_models(cases, shipped_model, tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     import onnx
 
+    calibration = json.loads((shipped_model / "model.json").read_text()).get("calibration")
+    for card in out.glob("*/model.json"):  # the same network: the shipped model's calibration holds for it
+        card.write_text(json.dumps({**json.loads(card.read_text()), **({"calibration": calibration} if calibration else {})}))
     model = onnx.load(out / "uint8" / "model.onnx")
     model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
     (out / "int64").mkdir()
