@@ -17,6 +17,10 @@ variants, as docs/BUNDLE.md offers both.
 The bundle is built once per run; PyInstaller's work folder goes as soon as the build is
 done, the user's copy of the app is hard links (no second 2 GB on disk), and both are
 removed when this file's tests end: the test run leaves no gigabytes behind.
+
+``BUNDLE_EXE=dist/main/main.exe`` tests that build instead of making one (the release workflow,
+.github/workflows/release.yml, tests exactly the folder it uploads); ``BUNDLE_SPEC_ARGS`` must
+then say how it was built.
 """
 
 from __future__ import annotations
@@ -65,7 +69,12 @@ def _lines(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, shipped_model) -> Path:
     """``pyinstaller build.spec`` into a temporary dist folder; yields the executable, then
-    removes the whole build."""
+    removes the whole build. With ``$BUNDLE_EXE``: that executable, built before and left alone."""
+    if os.environ.get("BUNDLE_EXE"):
+        exe = (REPO_ROOT / os.environ["BUNDLE_EXE"]).resolve()
+        assert exe.is_file(), f"BUNDLE_EXE: no {exe}"
+        yield exe
+        return
     try:
         import PyInstaller  # noqa: F401
     except ImportError:
