@@ -63,6 +63,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
     "real-clip": _block("tools.real_clip", "markdown", "real_clip"),
     "calibration": _block("detector.training.temperature", "markdown", "calibration"),
+    "wine-bundle": _block("tools.wine_bundle", "markdown", "wine_bundle"),
     "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
 }
 
