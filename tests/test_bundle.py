@@ -103,10 +103,23 @@ def bundle(tmp_path_factory, shipped_model) -> Path:
 
 def test_bundle_holds_the_resources(bundle):
     internal = bundle.parent / "_internal"
-    for name in ("haarcascade_frontalface_default.xml", "saved_model_trt/saved_model.pb", "saved_model_trt/model.onnx",
-                 "saved_model_trt/labels.txt", "samples/sample_face.mp4", "samples/README.md"):
+    for name in ("haarcascade_frontalface_default.xml", "saved_model_trt/model.onnx", "saved_model_trt/model.int8.onnx",
+                 "saved_model_trt/labels.txt", "saved_model_trt/model.json", "samples/sample_face.mp4", "samples/README.md"):
         assert (internal / name).is_file(), f"{name} is not bundled"
+    # the lean bundle has no TensorFlow to load the SavedModel with, so it leaves the SavedModel out (build.spec)
+    assert (internal / "saved_model_trt" / "saved_model.pb").is_file() == WITH_TENSORFLOW
+    assert (internal / "saved_model_trt" / "variables").is_dir() == WITH_TENSORFLOW
     assert not (bundle.parent / "saved_model_trt").exists()  # nothing next to the exe: the bundled copy is used
+
+
+def test_bundle_leaves_out_what_the_app_never_loads(bundle):
+    """build.spec's size cuts: Pillow's AVIF codec, matplotlib's PDF/PS and mathtext fonts (DejaVu Sans stays)."""
+    internal = bundle.parent / "_internal"
+    assert not list(internal.glob("PIL/_avif*"))
+    fonts = internal / "matplotlib" / "mpl-data" / "fonts"
+    assert (fonts / "ttf" / "DejaVuSans.ttf").is_file()
+    assert not (fonts / "afm").exists() and not (fonts / "pdfcorefonts").exists()
+    assert not list(fonts.glob("ttf/STIX*")) and not list(fonts.glob("ttf/cm*"))
 
 
 @pytest.fixture(scope="module")
