@@ -32,6 +32,7 @@ from tools.wine_bundle import compare, read_lines, verdict
 
 CACHE = Path(os.environ.get("WINE_BUNDLE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wine_bundle")
 LEAN_EXE = CACHE / "work" / "lean" / "dist" / "main" / "main.exe"
+REPORT = Path(os.environ.get("WINE_BUNDLE_JSON") or CACHE / "wine_bundle.test.json")  # docs/wine_bundle.json to refresh the docs
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -84,7 +85,7 @@ def wine_run(request) -> subprocess.CompletedProcess:
     """tools/wine_bundle.sh, both bundles, once per test run (opt-in: ``-m wine``)."""
     if "wine" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("opt-in: pytest -m wine (builds both main.exe under Wine, 20 to 40 min)")
-    env = {**os.environ, "PYTHON": sys.executable, "WINE_BUNDLE_JSON": str(CACHE / "wine_bundle.test.json")}
+    env = {"WINE_BUNDLE_JSON": str(REPORT), **os.environ, "PYTHON": sys.executable}
     return subprocess.run(["bash", str(REPO_ROOT / "tools" / "wine_bundle.sh")], capture_output=True, text=True,
                           env=env, timeout=4 * 3600)
 
@@ -93,7 +94,7 @@ def wine_run(request) -> subprocess.CompletedProcess:
 def test_wine_bundle_script_ends_with_match_for_both_bundles(wine_run):
     last = wine_run.stdout.strip().splitlines()[-1] if wine_run.stdout.strip() else wine_run.stderr[-2000:]
     assert wine_run.returncode == 0 and last.startswith("MATCH"), last
-    report = json.loads((CACHE / "wine_bundle.test.json").read_text(encoding="utf-8"))
+    report = json.loads(REPORT.read_text(encoding="utf-8"))
     for variant in ("lean", "default"):
         row = report["variants"][variant]
         assert row["clip"]["match"] and row["still"]["match"] and row["missing_source_exit"] == 2, variant

@@ -175,7 +175,7 @@ record() {  # VARIANT MISSING_EXIT MISSING_LINES: sizes and results into $JSON
   (cd "$dir/dist" && rm -f "$dir/main.zip" && nice -n 5 zip -1 -r -q "$dir/main.zip" main)
   local largest
   largest=$(cd "$dir/dist/main/_internal" && du -sb -- * | sort -rn | head -12 |
-            awk 'BEGIN{printf "{"} {printf "%s\"%s\": %s", NR>1?", ":"", $2, $1} END{printf "}"}')
+            awk 'BEGIN{printf "{"} {printf "%s\"%s\": %s", (NR > 1 ? ", " : ""), $2, $1} END{printf "}"}')
   "$PYTHON" "$REPO/tools/wine_bundle.py" record "$JSON" "$1" \
     "build_s=$(cat "$dir/build_s")" "dist_bytes=$(du -sb "$dir/dist/main" | cut -f1)" \
     "exe_bytes=$(stat -c %s "$dir/dist/main/main.exe")" "zip_bytes=$(stat -c %s "$dir/main.zip")" \
