@@ -37,12 +37,16 @@ fail() { echo "FAILED: $*"; exit 1; }
 # Python under Wine dies in init_sys_streams (WinError 6) when stdin or stdout is a regular file:
 # stdin from /dev/null, stdout and stderr through pipes. win OUT ERR PROGRAM ARGS... -> exit code
 win() {
-  local out="$1" err="$2" statuses; shift 2
+  local out="$1" err="$2" statuses reader; shift 2
+  rm -f "$err.fifo" && mkfifo "$err.fifo"
+  cat "$err.fifo" >"$err" &
+  reader=$!
   set +e
-  WINEDLLOVERRIDES="$RUN_OVERRIDES" nice -n 5 wine "$@" </dev/null 2> >(cat >"$err") | cat >"$out"
+  WINEDLLOVERRIDES="$RUN_OVERRIDES" nice -n 5 wine "$@" </dev/null 2>"$err.fifo" | cat >"$out"
   statuses=("${PIPESTATUS[@]}")
-  wait $! 2>/dev/null  # the stderr reader (a process substitution) has written everything
   set -e
+  wait "$reader"  # stderr is all written
+  rm -f "$err.fifo"
   wineserver -w
   return "${statuses[0]}"
 }
@@ -167,7 +171,16 @@ check_variant() {  # VARIANT: run main.exe like the source, compare, measure; pr
   else
     echo "DIFFERS $variant missing source: exit $rc, $lines lines: $(head -3 "$dir/run/missing.app.err" | tr '\n' ' ')"
   fi
+  vc_runtime "$variant"
   record "$variant" "$rc" "$lines"
+}
+
+vc_runtime() {  # VARIANT: Microsoft's VC++ runtime in the bundle, as ONNX Runtime needs on a clean Windows
+  local name missing=()
+  for name in msvcp140.dll msvcp140_1.dll vcruntime140.dll vcruntime140_1.dll; do
+    [[ -f "$WORK/$1/dist/main/_internal/$name" ]] || missing+=("$name")
+  done
+  if ((${#missing[@]})); then echo "DIFFERS $1 VC++ runtime: ${missing[*]} not in _internal"; else echo "MATCH $1 VC++ runtime: msvcp140, msvcp140_1, vcruntime140, vcruntime140_1 bundled"; fi
 }
 
 record() {  # VARIANT MISSING_EXIT MISSING_LINES: sizes and results into $JSON
