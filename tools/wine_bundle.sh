@@ -95,7 +95,7 @@ make_prefix() {
   cp "$CACHE/dlls/"{ucrtbase.dll,ucrtbase_wine.dll,bcryptprimitives.dll} "$SYS32/"
   # Microsoft's VC++ runtime in system32: PyInstaller skips Wine's builtin msvcp140.dll, so without
   # these the bundle would lack the MSVCP140.dll that ONNX Runtime needs on a clean Windows.
-  unzip -o -q -j "$CACHE"/tools/msvc_runtime-*.whl '*.dll' -x '*/Scripts/*' -d "$SYS32"
+  unzip -o -q -j "$CACHE"/tools/msvc_runtime-*.whl '*/Scripts/*.dll' -d "$SYS32"  # Scripts/ has vcruntime140*.dll too
   touch "$stamp"
 }
 
