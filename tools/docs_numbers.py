@@ -64,6 +64,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "real-clip": _block("tools.real_clip", "markdown", "real_clip"),
     "calibration": _block("detector.training.temperature", "markdown", "calibration"),
     "wine-bundle": _block("tools.wine_bundle", "markdown", "wine_bundle"),
+    "wine-bundle-largest": _block("tools.wine_bundle", "largest", "wine_bundle"),
     "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
 }
 

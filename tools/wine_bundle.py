@@ -106,7 +106,8 @@ def markdown(report: dict) -> str:
             continue
         clip, still = row["clip"], row["still"]
         rows.append(f"| {names[variant]} | {_minutes(row['build_s'])} | {_mb(row['dist_bytes'])} | {_mb(row['zip_bytes'])} "
-                    f"| {_mb(row['exe_bytes'])} | {clip['frames_identical']} of {clip['frames']} frames identical "
+                    f"| {_mb(row['exe_bytes'])} | {clip['frames_identical']} of {clip['frames']} frames identical, "
+                    f"largest probability difference {clip['max_prob_difference']:g} ({_minutes(row['clip_run_s'])}) "
                     f"| {still['frames_identical']} of {still['frames']} identical | exit {row['missing_source_exit']}, "
                     f"{row['missing_source_lines']} line |")
     machine = report.get("machine", {})
@@ -114,6 +115,13 @@ def markdown(report: dict) -> str:
     rows.append(f"{machine.get('wine', 'Wine')} on {machine.get('os', 'Linux')}, {machine.get('cpus', '?')} cores "
                 "shared with other work (timings are noisy).")
     return "\n".join(rows)
+
+
+def largest(report: dict, variant: str = "lean") -> str:
+    """The biggest items of the bundle's ``_internal`` folder (what a size cut would have to touch)."""
+    items = report["variants"][variant]["largest_in_internal"]
+    rows = [f"| `_internal\\{name}` | {_mb(size)} |" for name, size in sorted(items.items(), key=lambda item: -item[1])]
+    return "\n".join([f"| largest in the {variant} `main.exe`'s `_internal` | size |", "| --- | --- |", *rows])
 
 
 def main(argv: list[str] | None = None) -> int:
