@@ -49,7 +49,7 @@ def test_windows_lock_file_pins_what_requirements_txt_pins():
     assert app, "no pins read from requirements.txt"
     assert {name: version for name, version in app.items() if windows.get(name) != version} == {}, \
         "tools/wine/requirements-win.txt is stale: regenerate it with the uv command at its top"
-    assert all(f"--hash=sha256:" in block for block in (REPO_ROOT / "tools/wine/requirements-win.txt").read_text().split("==")[1:])
+    assert all("--hash=sha256:" in block for block in (REPO_ROOT / "tools/wine/requirements-win.txt").read_text().split("==")[1:])
 
 
 @pytest.fixture(scope="module")

@@ -175,12 +175,17 @@ check_variant() {  # VARIANT: run main.exe like the source, compare, measure; pr
   record "$variant" "$rc" "$lines"
 }
 
-vc_runtime() {  # VARIANT: Microsoft's VC++ runtime in the bundle, as ONNX Runtime needs on a clean Windows
-  local name missing=()
-  for name in msvcp140.dll msvcp140_1.dll vcruntime140.dll vcruntime140_1.dll; do
-    [[ -f "$WORK/$1/dist/main/_internal/$name" ]] || missing+=("$name")
-  done
-  if ((${#missing[@]})); then echo "DIFFERS $1 VC++ runtime: ${missing[*]} not in _internal"; else echo "MATCH $1 VC++ runtime: msvcp140, msvcp140_1, vcruntime140, vcruntime140_1 bundled"; fi
+vc_runtime() {  # VARIANT: every VC++ runtime DLL a bundled module imports is in _internal (Windows: any case)
+  local internal="$WORK/$1/dist/main/_internal" needed missing
+  needed=$(find "$WORK/$1/dist/main" -iname '*.dll' -o -iname '*.pyd' -o -iname '*.exe' | while read -r file; do
+             x86_64-w64-mingw32-objdump -p "$file" 2>/dev/null | sed -n 's/^\s*DLL Name: //p'; done |
+           tr 'A-Z' 'a-z' | sort -u | grep -E '^(msvcp140|vcruntime140|concrt140|vcomp140)(_[a-z0-9_]+)?\.dll$' || true)
+  missing=$(comm -23 <(echo "$needed") <(ls "$internal" | tr 'A-Z' 'a-z' | sort -u) | paste -sd ' ')
+  if [[ -z "$needed" || -n "$missing" ]]; then
+    echo "DIFFERS $1 VC++ runtime: imported but not bundled: ${missing:-(no imports found)}"
+  else
+    echo "MATCH $1 VC++ runtime: $(echo "$needed" | paste -sd ' ') bundled"
+  fi
 }
 
 record() {  # VARIANT MISSING_EXIT MISSING_LINES: sizes and results into $JSON
