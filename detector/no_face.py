@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from detector.faces import HaarFaceDetector
+from detector.detection.haar import HaarFaceDetector
 
 DARK_MEAN = 40.0
 FLAT_RANGE = 24.0

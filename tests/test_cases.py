@@ -482,9 +482,9 @@ def test_serve_and_batch_take_a_float16_input_model(typed_models, tmp_path):
     from detector.serve.config import ServeConfig
 
     picture = (CASES_DIR / "exif-orientation" / "happy_PrivateTest_10077120_o1.jpg").read_bytes()
-    from detector.config import AppConfig
+    from detector.config import PipelineConfig
 
-    config = ServeConfig(workers=1, pipeline=AppConfig(model=ModelConfig(str(typed_models / "fp16"))))
+    config = ServeConfig(workers=1, pipeline=PipelineConfig(model=ModelConfig(str(typed_models / "fp16"))))
     with TestClient(create_app(config), base_url="http://localhost") as client:
         answer = client.post("/predict", files={"image": ("face.jpg", picture, "application/octet-stream")})
     assert answer.status_code == 200, answer.text
