@@ -21,6 +21,19 @@ class ModelError(UserError):
     """The model folder or file is missing, corrupt, or does not describe itself."""
 
 
+class SettingsError(UserError, ValueError):
+    """A setting out of range or unknown: raised by the settings dataclasses' ``__post_init__``
+    (and the registries), so the CLI shows it as one line whichever front end filled it."""
+
+
+def check_settings(*problems: str) -> None:
+    """Raise one :class:`SettingsError` listing every non-empty ``problems`` entry (empty ones
+    are checks that passed), so a user with three bad flags learns of all three at once."""
+    found = [problem for problem in problems if problem]
+    if found:
+        raise SettingsError("; ".join(found))
+
+
 @contextmanager
 def quiet_native_stderr():
     """Silence what native code writes straight to file descriptor 2 (TensorFlow's C++
