@@ -5,7 +5,6 @@ GUI calls (``imshow``, ``waitKey``) happen here on the main thread and nowhere e
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import signal
@@ -20,17 +19,14 @@ import cv2
 from detector.classifier import EmotionClassifier
 from detector.config import AppConfig
 from detector.errors import SourceError, UserError
-from detector.faces import HaarFaceDetector
 from detector.outputs import JsonlSink, VideoSink, check_writable
-from detector.overlay import Overlay, ProbabilityHistory
+from detector.overlay import FrameRate, Overlay, ProbabilityHistory
 from detector.paths import SAMPLE_CLIP, resource
-from detector.pipeline import ClassifyFaces, DetectFaces, Pipeline
+from detector.pipeline import create_pipeline
 from detector.progress import progress
 from detector.report import JSONL_FILE, VIDEO_FILE, ReportSink
 from detector.sources import Source, open_source
 from detector.summary import RunTally
-from detector.tracking import ProbabilitySmoother
-from detector.whole_image import WholeImageFallback
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +65,6 @@ def display_available() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
-
-
-def build_pipeline(config: AppConfig, classifier: EmotionClassifier | None = None) -> Pipeline:
-    """detect (with face ids) -> whole-image fallback -> classify -> smooth: each stage reads
-    what the earlier ones added. ``classifier``: one already loaded (a batch worker loads its
-    model once for many videos). The caller closes the pipeline (``with``, or ``close()``): it
-    owns the face-search thread."""
-    classifier = classifier or EmotionClassifier(config.model)
-    ids = itertools.count(1)  # face ids: one counter for the run, so no id is ever reused
-    whole = WholeImageFallback(config.whole_image, ids)
-    stages = []
-    if whole.mode != "always":
-        stages.append(("detect", DetectFaces(HaarFaceDetector(config.cascade, config.detector), config.tracking, ids)))
-    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier))]
-    if config.smoothing > 0:
-        stages.append(("smooth", ProbabilitySmoother(config.smoothing, config.tracking)))
-    return Pipeline(stages)
 
 
 def open_configured_source(config: AppConfig) -> tuple[Source, str]:
@@ -130,14 +109,14 @@ class _Signals:
 def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None) -> RunStats:
     """Exit paths: the source ends, the user quits or closes the window, SIGTERM (all return),
     or Ctrl+C (``KeyboardInterrupt``, raised once every sink is closed). ``classifier``: see
-    :func:`build_pipeline`; ``bar``: anything with ``update(frames)``, instead of the own tqdm bar."""
+    :func:`~detector.pipeline.create_pipeline`; ``bar``: anything with ``update(frames)``, instead of the own tqdm bar."""
     show = display_available() if config.display is None else config.display
     for path in (config.log, config.output):
         if path:
             check_writable(Path(path))
     if show:
         check_writable(Path(config.snapshot_dir) / "snapshot.png")
-    pipeline = build_pipeline(config, classifier)
+    pipeline = create_pipeline(config.pipeline, classifier)
     overlay = Overlay(bars=config.bars)
     stats = RunStats()
     with _Signals() as signals:
@@ -191,7 +170,7 @@ def _main_thread() -> bool:
 def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, signals) -> None:
     realtime = show if config.realtime is None else config.realtime
     frame_period = 1.0 / source.fps if realtime and not source.live else 0.0
-    fps, last = 0.0, time.perf_counter()
+    rate = FrameRate()
     draw = show or any(isinstance(s, VideoSink) or (isinstance(s, ReportSink) and s.video) for s in sinks)
     started = time.perf_counter()
     annotated = None
@@ -208,9 +187,7 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
                     return
             continue
         result = pipeline(frame)
-        now = time.perf_counter()
-        fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1.0 / max(now - last, 1e-6)
-        last = now
+        fps = rate.tick()
         annotated = overlay.draw(result, fps, notice) if draw else None
         for sink in sinks:
             sink.write(result, annotated)

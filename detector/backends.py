@@ -1,4 +1,4 @@
-"""Inference backends by name: ONNX Runtime and TensorFlow/Keras.
+"""Inference backends by name: ONNX Runtime and TensorFlow/Keras, and the table of what each loads.
 
 A backend loads one model and runs a float32 batch through it. It reports the
 model's input layout so the classifier can describe the model without hard-coding
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from detector.errors import ModelError, quiet_native_stderr
+
+ONNX_FILE = "model.onnx"
+INT8_ONNX_FILE = "model.int8.onnx"  # statically quantized copy, written by the export only when it keeps the accuracy
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +175,72 @@ def _load_saved_model(tf, path: Path):
     return run, shape, num_outputs
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"onnx": OnnxBackend, "tf": TensorFlowBackend}
+@dataclass(frozen=True)
+class BackendFormat:
+    """One row of the backend table (ultralytics' ``export_formats()`` read by ``AutoBackend``):
+    what a backend loads. The flags, :func:`resolve_model` and Ray all read this table.
+
+    ``suffixes``: files it loads on their own (``--model x.onnx``), named ``kind`` in messages.
+    ``folder_files``: in a model folder, the files it loads, in order of preference;
+    ``int8_files``: those of them ``--no-int8`` passes over. ``loads_folder``: it is handed the
+    folder itself (a SavedModel, with its ``variables/``), not the file.
+    """
+
+    name: str
+    load: Callable[..., Backend]
+    kind: str
+    suffixes: tuple[str, ...]
+    folder_files: tuple[str, ...]
+    int8_files: tuple[str, ...] = ()
+    loads_folder: bool = False
+
+
+#: name -> format, in the order ``--backend auto`` tries them on a model folder.
+BACKENDS: dict[str, BackendFormat] = {}
+
+
+def register_backend(entry: BackendFormat) -> BackendFormat:
+    """Add a row to :data:`BACKENDS`; adding a backend is its module and this one call."""
+    if entry.name in BACKENDS or entry.name == "auto":
+        raise ValueError(f"backend {entry.name!r} is registered twice")
+    BACKENDS[entry.name] = entry
+    return entry
+
+
+register_backend(BackendFormat("onnx", OnnxBackend, "an ONNX", (".onnx",), (INT8_ONNX_FILE, ONNX_FILE), int8_files=(INT8_ONNX_FILE,)))
+register_backend(BackendFormat("tf", TensorFlowBackend, "a Keras", (".keras",), ("saved_model.pb",), loads_folder=True))
+
+
+def resolve_model(path: Path, backend: str = "auto", int8: bool = True) -> tuple[str, Path]:
+    """Which backend loads which file, for a model folder or a single model file (loads nothing).
+
+    Raises:
+        ModelError: no such path, an unknown backend, a file no backend loads, or a folder
+        without a file the chosen backend loads.
+    """
+    path = Path(path)
+    if backend != "auto" and backend not in BACKENDS:
+        raise ModelError(f"unknown backend '{backend}'; choose auto, {', '.join(BACKENDS)}")
+    if not path.exists():
+        raise ModelError(f"model not found: {path}")
+    tried = list(BACKENDS.values()) if backend == "auto" else [BACKENDS[backend]]
+    if path.is_file():
+        owner = next((entry for entry in BACKENDS.values() if path.suffix in entry.suffixes), None)
+        if owner is None:
+            suffixes = ", ".join(suffix for entry in BACKENDS.values() for suffix in entry.suffixes)
+            raise ModelError(f"unsupported model file {path}: give a model folder or a file ending in {suffixes}")
+        if owner not in tried:
+            raise ModelError(f"{path} is {owner.kind} file; use --backend {owner.name} or auto")
+        return owner.name, path
+    for entry in tried:
+        for name in entry.folder_files:
+            if (path / name).is_file() and (int8 or name not in entry.int8_files):
+                return entry.name, path if entry.loads_folder else path / name
+    wanted = [name for entry in reversed(tried) for name in entry.folder_files if name not in entry.int8_files]
+    others = [name for name in BACKENDS if name != backend]
+    if backend != "auto":
+        raise ModelError(f"no {' or '.join(wanted)} in {path}; use --backend {' or '.join(others) or 'auto'}")
+    raise ModelError(f"no {' or '.join(wanted)} in model folder {path}")
 
 
 def _physical_cores() -> int:

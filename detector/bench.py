@@ -27,12 +27,13 @@ import cv2
 import numpy as np
 
 from detector import flags
-from detector.classifier import EmotionClassifier, resolve_model
+from detector.backends import resolve_model
+from detector.classifier import EmotionClassifier
 from detector.cli import DEFAULT_HEADLESS_DIR
-from detector.config import AppConfig, ModelConfig
+from detector.config import ModelConfig, PipelineConfig
 from detector.outputs import check_writable
 from detector.overlay import Overlay
-from detector.paths import SAMPLE_CLIP, app_dir, resource as resource_path
+from detector.paths import DEFAULT_CASCADE, SAMPLE_CLIP, app_dir, resource as resource_path
 from detector.sources import VideoSource
 
 log = logging.getLogger(__name__)
@@ -87,19 +88,19 @@ def _stats(values: list[float]) -> dict:
     return {"p50": round(float(np.median(array)), 2), "p95": round(float(np.percentile(array, 95)), 2)}
 
 
-def run_pipeline(clip: Path, config: AppConfig, paced: bool = True) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+def run_pipeline(clip: Path, config: PipelineConfig, paced: bool = True) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
     """Per-stage milliseconds of the app's own path: read -> detect (with face ids) -> classify -> smooth -> overlay.
 
     ``paced``: frame i is not taken before ``i / fps`` seconds, as a camera delivers them,
     so work the app does beside the frame loop (the full-frame face search) gets the
     time between frames that it gets live. Unpaced, the loop runs flat out.
     """
-    from detector.app import build_pipeline
+    from detector.pipeline import create_pipeline
 
     overlay = Overlay()
     times: dict[str, list[float]] = {"read": [], "detect": [], "classify": [], "smooth": [], "overlay": [], "total": []}
     boxes, probs = [], []
-    with build_pipeline(config) as pipeline, VideoSource(str(clip), clip.name) as source:  # the app's own stages
+    with create_pipeline(config) as pipeline, VideoSource(str(clip), clip.name) as source:  # the app's own stages
         period = 1.0 / source.fps if paced else 0.0
         started, cpu_started = time.perf_counter(), time.process_time()
         t_read = started
@@ -125,7 +126,7 @@ def run_pipeline(clip: Path, config: AppConfig, paced: bool = True) -> tuple[dic
 
 
 def run_naive(clip: Path, cascade: str, model: ModelConfig) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
-    """The seed-project loop: full-frame Haar 1.1/5 every frame, one model call per face,
+    """The seed-project loop: full-frame Haar 1.1/5 every frame (the bundled cascade), one model call per face,
     with the pipeline's own model file and backend."""
     classifier = EmotionClassifier(model)
     haar = cv2.CascadeClassifier(cascade)
@@ -354,21 +355,21 @@ def bench_main(argv: list[str]) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace, config: AppConfig) -> dict:
+def _measure(args: argparse.Namespace, config: PipelineConfig) -> dict:
     """Both loops on both clips, and the start-up run: the report without its targets."""
     model_file = resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name
     report: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                                 "cpus": os.cpu_count(), "python": platform.python_version(),
                                 "load_average_at_start": _load_average()},
                     "model": args.model, "model_file": model_file, "naive_model_file": None if args.no_naive else model_file,
-                    "frames": args.frames, "paced": not args.unpaced, "detector": asdict(config.detector), "clips": {}}
+                    "frames": args.frames, "paced": not args.unpaced, "detection": asdict(config.detection), "identity": asdict(config.identity), "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp), args.frames)
         for (name, clip), grid in zip(clips.items(), (1, 2)):
             times, boxes, probs = run_pipeline(clip, config, paced=not args.unpaced)
             entry = {"pipeline": {"ms": {k: _stats(v) for k, v in times.items()}}}
             if not args.no_naive:
-                n_times, n_boxes, n_probs = run_naive(clip, config.cascade, config.model)
+                n_times, n_boxes, n_probs = run_naive(clip, str(resource_path(DEFAULT_CASCADE)), config.model)
                 entry["naive"] = {"ms": {k: _stats(v) for k, v in n_times.items()}}
                 entry["speedup_p50"] = round(entry["naive"]["ms"]["total"]["p50"] / entry["pipeline"]["ms"]["total"]["p50"], 1)
                 entry["quality"] = quality(grid, boxes, probs, n_boxes, n_probs)

@@ -6,35 +6,15 @@ ICML 2017) divides the log-probabilities by one number ``T`` fitted on held-out 
 renormalises; the ranking of classes, and so every label, is unchanged. Here ``T`` is fitted
 on FER2013 PublicTest against the ten FER+ votes per face (``detector.training.temperature``),
 so a shown 0.7 means about seven people in ten would have chosen that label. The model folder
-records it in ``model.json`` as ``"calibration": {"method": "temperature", "temperature": T,
-"fitted_on": ...}``; the classifier applies it to every prediction.
+records it in its card (``detector.model_card.Calibration``: method, temperature, fitted_on);
+the classifier applies it to every prediction.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from detector.errors import ModelError
-
 METHOD = "temperature"
-
-
-def temperature_of(calibration: object, origin: str) -> float:
-    """The temperature a ``model.json`` ``"calibration"`` entry declares; 1.0 for none.
-
-    Raises:
-        ModelError: the entry is not ``{"method": "temperature", "temperature": T > 0, ...}``.
-    """
-    if calibration is None:
-        return 1.0
-    if not isinstance(calibration, dict) or calibration.get("method") != METHOD:
-        raise ModelError(f'{origin}: "calibration" must be {{"method": "{METHOD}", "temperature": T}}, got {calibration!r}')
-    value = calibration.get("temperature")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ModelError(f'{origin}: "calibration" needs a positive "temperature", got {value!r}')
-    return float(value)
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:

@@ -1,105 +1,56 @@
 """The emotion classifier: a model that describes itself, fed batched face crops.
 
-Input size and channels come from the model's own signature, class names from
-``labels.txt`` beside it, and the pixel scale from ``model.json``; nothing about
+Input size and channels come from the model's own signature (else its card), class names,
+pixel scale and output kind from its model card (``detector.model_card``); nothing about
 the shipped model is hard-coded here, so a user's model folder just works.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from detector.calibration import apply_temperature, temperature_of
+from detector.calibration import apply_temperature
 from detector.config import ModelConfig
-from detector.backends import BACKENDS, Backend
+from detector.backends import BACKENDS, Backend, resolve_model
 from detector.errors import ModelError
-from detector.labels import LABELS_FILE, read_labels
+from detector.model_card import MODEL_CARD_FILE, ModelCard, labels_origin, missing_labels_message, read_card
 
 log = logging.getLogger(__name__)
 
-# The files of a model folder, besides the SavedModel itself and labels.txt (detector.labels).
-ONNX_FILE = "model.onnx"
-INT8_ONNX_FILE = "model.int8.onnx"  # statically quantized copy, written by the export only when it keeps the accuracy
-MODEL_INFO_FILE = "model.json"
-METRICS_FILE = "metrics.json"
-#: ``model.json``'s "outputs": what the model's output rows are. Declared by the export, so
-#: the app never infers it from the numbers (a row of logits can sum to 1 by chance).
-OUTPUT_KINDS = ("probabilities", "logits")
+
+def check_labels(card: ModelCard, folder: Path, num_outputs: int | None) -> tuple[str, ...]:
+    """The card's class names, one per model output.
+
+    Raises:
+        ModelError: no names at all (the order is never guessed), or as many names as outputs they are not.
+    """
+    if card.labels is None:
+        raise ModelError(missing_labels_message(folder, num_outputs))
+    if num_outputs is not None and len(card.labels) != num_outputs:
+        raise ModelError(f"{labels_origin(folder)} names {len(card.labels)} classes but the model outputs {num_outputs}")
+    return card.labels
 
 
+def input_shape(card: ModelCard, backend: Backend, path: Path) -> tuple[int, int, int]:
+    """``(height, width, channels)``: the model's own where its signature fixes it, the card's
+    where the signature leaves it open; the two must agree where both say.
 
-
-def resolve_model(path: Path, backend: str, int8: bool = True) -> tuple[str, Path]:
-    """Which backend loads which file, for a folder, ``.onnx`` or ``.keras`` path (loads nothing)."""
-    if not path.exists():
-        raise ModelError(f"model not found: {path}")
-    if path.is_file():
-        if path.suffix == ".onnx":
-            if backend == "tf":
-                raise ModelError(f"{path} is an ONNX file; use --backend onnx or auto")
-            return "onnx", path
-        if path.suffix == ".keras":
-            if backend == "onnx":
-                raise ModelError(f"{path} is a Keras file; use --backend tf or auto")
-            return "tf", path
-        raise ModelError(f"unsupported model file {path}: give a SavedModel folder, a .keras or an .onnx file")
-    has_onnx = (path / ONNX_FILE).is_file()
-    has_saved_model = (path / "saved_model.pb").is_file()
-    if backend in ("auto", "onnx") and int8 and (path / INT8_ONNX_FILE).is_file():
-        return "onnx", path / INT8_ONNX_FILE
-    if backend in ("auto", "onnx") and has_onnx:
-        return "onnx", path / ONNX_FILE
-    if backend == "onnx":
-        raise ModelError(f"no {ONNX_FILE} in {path}; use --backend tf")
-    if has_saved_model:
-        return "tf", path
-    raise ModelError(f"no saved_model.pb or {ONNX_FILE} in model folder {path}")
-
-
-def _model_info(folder: Path) -> dict:
-    info_path = folder / MODEL_INFO_FILE
-    if not info_path.is_file():
-        return {}
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelError(f"unreadable {info_path}: {error}") from None
-    if not isinstance(info, dict):
-        raise ModelError(f"{info_path} must hold a JSON object")
-    return info
-
-
-def _labels(folder: Path, given: tuple[str, ...] | None, num_outputs: int | None) -> tuple[str, ...]:
-    labels_path = folder / LABELS_FILE
-    if labels_path.is_file():
-        labels, origin = tuple(read_labels(labels_path)), str(labels_path)
-    elif given:
-        labels, origin = tuple(given), "--labels"
-    else:  # never guess: FER2013's order and a class-folder (alphabetical) order differ, silently
-        raise ModelError(f"the model has {num_outputs or 'its'} outputs but no {LABELS_FILE} saying their class order: "
-                         f"put the class names in {folder / LABELS_FILE}, one per line in output order, or give --labels a,b,c")
-    if num_outputs is not None and len(labels) != num_outputs:
-        raise ModelError(f"{origin} names {len(labels)} classes but the model outputs {num_outputs}")
-    if len(set(labels)) != len(labels):
-        raise ModelError(f"{origin} repeats a class name")
-    return labels
-
-
-def output_kind(info: dict, info_path: Path) -> str | None:
-    """``model.json``'s declared output kind; None (with a warning) for a model that does not say."""
-    kind = info.get("outputs")
-    if kind is None:
-        log.warning("%s does not say whether the model outputs probabilities or logits: telling them apart by row sums; "
-                    'add "outputs": "probabilities" (or "logits") to it', info_path)
-        return None
-    if kind not in OUTPUT_KINDS:
-        raise ModelError(f'{info_path}: "outputs" must be one of {", ".join(OUTPUT_KINDS)}, got {kind!r}')
-    return kind
+    Raises:
+        ModelError: neither says, channels other than 1 or 3, or the card contradicts the model.
+    """
+    own = backend.input_hwc
+    if card.input_shape is not None and any(d is not None and d != c for d, c in zip(own, card.input_shape)):
+        raise ModelError(f"{path}: {MODEL_CARD_FILE} says the input is {list(card.input_shape)} "
+                         f"but the model takes {['?' if d is None else d for d in own]}")
+    shape = tuple(c if d is None else d for d, c in zip(own, card.input_shape)) if card.input_shape else own
+    if None in shape or shape[2] not in (1, 3):
+        raise ModelError(f"{path}: cannot tell the input size from the model (got {own}); "
+                         f"add \"input_shape\": [h, w, c] to {MODEL_CARD_FILE}")
+    return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 
 def to_probabilities(outputs: np.ndarray, kind: str | None = None) -> np.ndarray:
@@ -142,26 +93,28 @@ def fit_crop(crop: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
 
 
 class EmotionClassifier:
+    """The model of ``config``, described by its folder's :class:`~detector.model_card.ModelCard`.
+
+    Raises:
+        ModelError: the model or its card is missing, unusable, or contradicts itself.
+    """
+
     def __init__(self, config: ModelConfig):
-        if config.backend not in ("auto", *BACKENDS):
-            raise ModelError(f"unknown backend '{config.backend}'; choose auto, {', '.join(BACKENDS)}")
         path = Path(config.path)
         backend_name, model_file = resolve_model(path, config.backend, config.int8)
         folder = path if path.is_dir() else path.parent
-        info = _model_info(folder)
-        self.backend: Backend = BACKENDS[backend_name](model_file, threads=config.threads)
-        height, width, channels = self.backend.input_hwc
-        if "input_shape" in info and None in (height, width, channels):
-            height, width, channels = info["input_shape"]
-        if None in (height, width, channels) or channels not in (1, 3):
-            raise ModelError(f"{path}: cannot tell the input size from the model (got {self.backend.input_hwc}); "
-                             f"add \"input_shape\": [h, w, c] to {MODEL_INFO_FILE}")
-        self.input_size = (int(width), int(height))
-        self.channels = int(channels)
-        self.labels = _labels(folder, config.labels, self.backend.num_outputs)
-        self.input_scale = float(config.input_scale or info.get("input_scale", 255.0))
-        self.output_kind = output_kind(info, folder / MODEL_INFO_FILE)
-        self.temperature = temperature_of(info.get("calibration"), str(folder / MODEL_INFO_FILE))
+        self.card = read_card(folder, config.labels)
+        self.backend: Backend = BACKENDS[backend_name].load(model_file, threads=config.threads)
+        height, width, channels = input_shape(self.card, self.backend, path)
+        self.input_size = (width, height)
+        self.channels = channels
+        self.labels = check_labels(self.card, folder, self.backend.num_outputs)
+        self.input_scale = float(config.input_scale or self.card.input_scale)
+        self.output_kind = self.card.outputs
+        if self.output_kind is None:
+            log.warning("%s does not say whether the model outputs probabilities or logits: telling them apart by row sums; "
+                        'add "outputs": "probabilities" (or "logits") to it', folder / MODEL_CARD_FILE)
+        self.temperature = self.card.calibration.temperature if self.card.calibration else 1.0
         self.path, self.model_file = path, model_file
         log.info("model %s: %s backend, input %dx%dx%d, classes %s; file %s; temperature %.3g",
                  path, self.backend.name, height, width, channels, ",".join(self.labels), model_file.name, self.temperature)

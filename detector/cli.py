@@ -72,19 +72,20 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from dataclasses import replace
+    """:class:`~detector.config.AppConfig` from the parsed flags.
 
+    Raises:
+        SettingsError: a flag out of range (every one named, in one line).
+    """
     from detector.app import display_available
+    from detector.config import AppConfig
 
     display = False if args.no_display or not display_available() else None
-    if args.reconnect_seconds < 0:
-        raise UserError(f"--reconnect-seconds must be 0 or more, got {args.reconnect_seconds}")
     results_dir = None
     if display is False and not (args.log or args.output or args.report):
         results_dir = str(Path(DEFAULT_HEADLESS_DIR) / time.strftime("%Y%m%d_%H%M%S"))
-    config = pipeline_config(args)
-    return replace(
-        config,
+    return AppConfig(
+        pipeline=pipeline_config(args),
         source=args.source,
         display=display,
         log=args.log,

@@ -1,79 +1,117 @@
-"""Every setting in one place: the CLIs fill these dataclasses, the code only reads them.
+"""The settings dataclasses: the CLIs fill them, the code only reads them.
 
-``AppConfig`` holds a run's settings and the :class:`ModelConfig`, :class:`DetectorConfig`
-and :class:`TrackingConfig` it is made of; :class:`TrainConfig` is a training run's. The
-flags that fill them are declared once, in ``detector.flags`` (and ``detector.training.cli``
-for ``TrainConfig``), with these defaults.
+:class:`PipelineConfig` is what turns a frame into results (model, face detector, identity,
+smoothing, whole-image mode; ``detector.pipeline.create_pipeline`` builds from it) and
+:class:`AppConfig` what a desktop run does with it (source, window, outputs). The server's
+own settings are ``detector.serve.config.ServeConfig``, batch's engine flags are
+``detector.batch.cli``'s, and each face detector's settings live in its module (Haar's:
+``detector.detection.haar.HaarConfig``). :class:`TrainConfig` is a training run's.
+Every dataclass checks itself in ``__post_init__``, raising :class:`~detector.errors.SettingsError`
+(one line on the command line) with the flag's name where a flag fills the field. The flags
+are declared once, in ``detector.flags`` (and ``detector.training.cli`` for ``TrainConfig``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from detector.paths import DEFAULT_CASCADE, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, resource
+from detector.errors import check_settings
+from detector.paths import DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR, resource
+
+WHOLE_IMAGE_MODES = ("auto", "always", "never")  # detector.whole_image says what each does
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which model runs, and how (``detector.classifier``); the rest comes from the model folder."""
 
-    path: str
-    backend: str = "auto"  # auto | onnx | tf
+    path: str = field(default_factory=lambda: str(resource(DEFAULT_MODEL_DIR)))
+    backend: str = "auto"  # auto, or a backend's name (detector.backends)
     labels: tuple[str, ...] | None = None  # used when the model has no labels.txt
     input_scale: float | None = None  # pixel value the model treats as white: 255 (raw) or 1.0
     threads: int = 0  # 0 = one per physical core
     int8: bool = True  # use the folder's model.int8.onnx when it has one (auto and onnx backends)
 
+    def __post_init__(self) -> None:
+        check_settings(f"--threads must be 0 or more, got {self.threads}" if self.threads < 0 else "",
+                       f"--input-scale must be 1 or 255, got {self.input_scale}" if self.input_scale not in (None, 1.0, 255.0) else "")
+
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    """Haar face finding (``detector.faces``): the cascade's settings, the full search's schedule,
-    how known faces are re-found. docs/PERFORMANCE.md measured the defaults."""
+class DetectionConfig:
+    """Which face detector runs (``--detector``, a name in ``detector.detection``'s registry)
+    and its own settings object (its class's ``Config``; None: its defaults)."""
 
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_face: float = 0.1  # smallest face side, as a fraction of the frame's shorter side
-    detect_width: int = 320  # frames wider than this are downscaled for detection (0 = never)
+    name: str = "haar"
+    settings: Any = None
+
+    def __post_init__(self) -> None:
+        from detector.detection import detector_class
+
+        detector_class(self.name)  # SettingsError listing the valid names
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Which face is which (``detector.identity.FaceFinder``, its one owner): the full search's
+    schedule, how long a lost face is looked for and remembered. docs/FLICKER.md measures them."""
+
     full_every: int = 6  # a full-frame search for new faces every N frames; known faces are re-found every frame
     full_lag: int = 2  # the full search runs on a worker thread; its faces join this many frames later (0 = inline)
-    min_neighbors_near: int = 3  # votes to re-find a known face in its own region (fewer than to find a new one)
     keep_missed: int = 3  # a known face not re-found is still looked for around its last box this many frames
-    roi_margin: float = 0.5  # search region around a known face, in face sides on each side
-    roi_face_px: int = 48  # known faces are re-detected at about this size, which keeps it cheap
-    roi_scale_factor: float = 1.15  # coarser steps around a known face: its size is about known
     tilt_angles: tuple[float, ...] = (15.0, -15.0, 30.0, -30.0)  # a known face the upright search lost is looked for at these tilts, in order (() = off; docs/TILT.md)
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Face identity (``detector.faces.FaceFinder``, its one owner) and per-face smoothing
-    (``detector.tracking.ProbabilitySmoother``): every threshold named. docs/FLICKER.md measures them."""
-
     velocity_weight: float = 0.5  # weight of the newest box step in a face's velocity (an EMA, per frame)
     duplicate_iou: float = 0.5  # two known faces re-found on one face (they cross): the nearer keeps it, the other is missed
     remember_s: float = 2.0  # a face lost (covered, or gone from the frame) gets its id back if found again within this time...
     reid_distance: float = 1.5  # ...with its centre within this many face sides of where it was last seen...
     reid_scale: float = 1.6  # ...and its size within this factor of its last size; otherwise it is a new face, with a new id
-    forget_after_s: float = 2.0  # the smoother drops a face's average once the face is unseen this long
 
     def __post_init__(self) -> None:
-        if not 0 < self.velocity_weight <= 1 or not 0 < self.duplicate_iou <= 1:
-            raise ValueError("TrackingConfig: velocity_weight and duplicate_iou must be in (0, 1]")
-        if min(self.remember_s, self.reid_distance, self.forget_after_s) < 0 or self.reid_scale < 1:
-            raise ValueError("TrackingConfig: remember_s, reid_distance, forget_after_s must be >= 0 and reid_scale >= 1")
+        check_settings(
+            f"--full-every must be 1 or more, got {self.full_every}" if self.full_every < 1 else "",
+            f"--full-lag must be 0 or more, got {self.full_lag}" if self.full_lag < 0 else "",
+            f"keep_missed must be 0 or more, got {self.keep_missed}" if self.keep_missed < 0 else "",
+            "velocity_weight and duplicate_iou must be in (0, 1]" if not 0 < self.velocity_weight <= 1 or not 0 < self.duplicate_iou <= 1 else "",
+            "remember_s and reid_distance must be >= 0 and reid_scale >= 1"
+            if min(self.remember_s, self.reid_distance) < 0 or self.reid_scale < 1 else "",
+        )
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Per-face probability smoothing (``detector.tracking.ProbabilitySmoother``). docs/FLICKER.md measures it."""
+
+    seconds: float = 0.25  # time constant of each face's probability average (0 = off)
+    forget_after_s: float = 2.0  # a face's average is dropped once the face is unseen this long
+
+    def __post_init__(self) -> None:
+        check_settings(f"--smoothing must be 0 or more seconds, got {self.seconds}" if self.seconds < 0 else "",
+                       f"forget_after_s must be >= 0, got {self.forget_after_s}" if self.forget_after_s < 0 else "")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What turns a frame into classified faces with ids: model, face detector, identity,
+    smoothing, and when a picture is classified whole (``detector.whole_image``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    whole_image: str = "auto"  # auto | always | never
+
+    def __post_init__(self) -> None:
+        check_settings(f"--whole-image must be one of {', '.join(WHOLE_IMAGE_MODES)}, got {self.whole_image!r}"
+                       if self.whole_image not in WHOLE_IMAGE_MODES else "")
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    """A run of the app (and of ``serve`` and ``batch``, which fill what applies to them):
-    the model, face finding, identity and smoothing settings, the source and the outputs."""
+    """A desktop run (``main.py``): the pipeline, and the source, window and outputs around it."""
 
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     source: str | None = None  # None: camera 0, else the bundled sample clip
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(str(resource(DEFAULT_MODEL_DIR))))
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    whole_image: str = "auto"  # auto | always | never: when a picture is classified whole (detector.whole_image)
-    cascade: str = field(default_factory=lambda: str(resource(DEFAULT_CASCADE)))
     display: bool | None = None  # None: show a window when a display is available
     log: str | None = None  # JSON lines, one per processed frame
     output: str | None = None  # annotated video
@@ -81,11 +119,14 @@ class AppConfig:
     bars: bool = True  # class bars for the largest face
     realtime: bool | None = None  # pace video files at their fps; default: when showing a window
     max_frames: int = 0  # stop after this many frames (0 = all)
-    smoothing: float = 0.25  # seconds: time constant of each face's probability average (0 = off; docs/FLICKER.md)
     report: str | None = None  # folder for frames.csv, summary.json, timeline.png, annotated.mp4
-    report_video: bool = True  # the report folder gets annotated.mp4 (batch: only with --annotate)
+    report_video: bool = True  # the report folder gets annotated.mp4
     reconnect_seconds: float = 30.0  # a lost camera is retried this long before the run ends
     results_dir: str | None = None  # headless with no outputs named: results.jsonl + annotated.mp4 go here
+
+    def __post_init__(self) -> None:
+        check_settings(f"--reconnect-seconds must be 0 or more, got {self.reconnect_seconds}" if self.reconnect_seconds < 0 else "",
+                       f"--max-frames must be 0 or more, got {self.max_frames}" if self.max_frames < 0 else "")
 
 
 @dataclass

@@ -1,11 +1,10 @@
-"""Face detection with OpenCV's Haar cascade, on a downscaled grayscale frame.
+"""Which face is which: the identity stage's face finder, over any face detector.
 
-Haar cost grows with pixels and with the number of scales tried, so the frame is
-shrunk to ``detect_width`` and faces smaller than ``min_face`` (a fraction of the
-frame's shorter side) are not searched for. Boxes come back in frame pixels.
-No histogram equalisation: the cascade normalises each window's contrast itself, and
-equalising the whole frame lost faces next to bright or dark regions (4-face bench
-recall 94% with it, 99.9% without).
+Full-frame detection is the most expensive step of a frame, and faces move little between
+frames, so most frames only confirm where the known faces are now, each in its own region
+(``FaceDetector.detect(frame, region)``). That is also what gives each face its id: the
+finder re-finds each face where it was, so it knows which box is which. Its settings are
+:class:`~detector.config.IdentityConfig`; the detector's own are the detector's.
 """
 
 from __future__ import annotations
@@ -13,126 +12,17 @@ from __future__ import annotations
 import itertools
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
-from detector.config import DetectorConfig, TrackingConfig
-from detector.errors import UserError
+from detector.config import IdentityConfig
+from detector.detection import FaceDetector
+from detector.detection.boxes import centres as _centres
+from detector.detection.boxes import clip_boxes, iou_matrix, same_face as _same_face
 from detector.results import Faces
 from detector.tilt import find_tilted
-
-
-
-def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``x, y, w, h`` boxes cut to the frame (a box outside it is left with no area)."""
-    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-    x0 = np.clip(boxes[:, 0], 0, width)
-    y0 = np.clip(boxes[:, 1], 0, height)
-    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
-    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
-    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).astype(np.int32)
-
-
-def clamp_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) -> np.ndarray:
-    """Clip ``x, y, w, h`` boxes to the frame; drop those left smaller than ``min_side``."""
-    clipped = clip_boxes(boxes, width, height)
-    return clipped[(clipped[:, 2] >= min_side) & (clipped[:, 3] >= min_side)]
-
-
-class HaarFaceDetector:
-    def __init__(self, cascade_path: str | Path, config: DetectorConfig = DetectorConfig()):
-        path = Path(cascade_path)
-        if not path.is_file():
-            raise UserError(f"Haar cascade not found: {path}")
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if self._cascade.empty():
-            raise UserError(f"not a valid Haar cascade file: {path}")
-        self.path, self.config = path, config
-
-    def copy(self) -> "HaarFaceDetector":
-        """The same detector with its own cascade: one cascade must not run on two threads at once."""
-        return HaarFaceDetector(self.path, self.config)
-
-    def detect(self, image: np.ndarray) -> np.ndarray:
-        """``(N, 4)`` int32 boxes ``x, y, w, h`` in ``image`` pixels, largest first."""
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        height, width = gray.shape
-        scale = 1.0
-        if self.config.detect_width and width > self.config.detect_width:
-            scale = self.config.detect_width / width
-            gray = cv2.resize(gray, (self.config.detect_width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-        min_side = max(12, int(min(gray.shape) * self.config.min_face))
-        found = self._cascade.detectMultiScale(
-            gray,
-            scaleFactor=self.config.scale_factor,
-            minNeighbors=self.config.min_neighbors,
-            minSize=(min_side, min_side),
-        )
-        if len(found) == 0:
-            return np.zeros((0, 4), np.int32)
-        boxes = np.round(np.asarray(found, dtype=np.float64) / scale).astype(np.int64)
-        boxes = clamp_boxes(boxes, width, height)
-        return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
-
-    def detect_near(self, gray: np.ndarray, box: np.ndarray, min_neighbors: int | None = None) -> np.ndarray | None:
-        """Re-find a known face in a small region around ``box``, searching only sizes near
-        its own: a handful of scales on a ~100 px patch instead of the whole frame."""
-        x, y, w, h = (int(v) for v in box)
-        margin = int(self.config.roi_margin * max(w, h))
-        x0, y0 = max(0, x - margin), max(0, y - margin)
-        x1, y1 = min(gray.shape[1], x + w + margin), min(gray.shape[0], y + h + margin)
-        if x1 - x0 < 2 or y1 - y0 < 2:  # the frame shrank under a known face (a stream changed size)
-            return None
-        scale = self.config.roi_face_px / max(w, 1)
-        patch = cv2.resize(gray[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        if min(patch.shape) < 24:
-            return None
-        side = self.config.roi_face_px
-        found = self._cascade.detectMultiScale(
-            patch,
-            scaleFactor=self.config.roi_scale_factor,
-            minNeighbors=self.config.min_neighbors_near if min_neighbors is None else min_neighbors,
-            minSize=(max(20, int(side * 0.7)),) * 2,
-            maxSize=(int(side * 1.45),) * 2,
-        )
-        if len(found) == 0:
-            return None
-        found = np.asarray(found, dtype=np.float64) / scale + [x0, y0, 0, 0]
-        centre = np.array([x + w / 2, y + h / 2])
-        nearest = found[np.argmin(np.linalg.norm(found[:, :2] + found[:, 2:] / 2 - centre, axis=1))]
-        return np.round(nearest).astype(np.int64)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(len(a), len(b))`` intersection over union of ``x, y, w, h`` boxes."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
-
-def _centres(boxes: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return boxes[:, :2] + boxes[:, 2:] / 2
-
-
-def _same_face(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(len(a), len(b))``: True where one box's centre lies inside the other box."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-
-    def centre_in(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-        c = _centres(p)
-        cx, cy = c[:, None, 0], c[:, None, 1]
-        return (cx >= q[None, :, 0]) & (cx <= q[None, :, 0] + q[None, :, 2]) & (cy >= q[None, :, 1]) & (cy <= q[None, :, 1] + q[None, :, 3])
-
-    return centre_in(a, b) | centre_in(b, a).T
 
 
 @dataclass(frozen=True)
@@ -196,18 +86,17 @@ class FaceFinder:
     Identity lives here and nowhere else: the finder re-finds each face in its own region,
     so it knows which face each box is. Two known faces re-found on one face (they cross)
     leave it to the one predicted nearer; the other counts as missed. A face dropped after
-    ``keep_missed`` frames is remembered for ``tracking.remember_s`` seconds: found again
+    ``keep_missed`` frames is remembered for ``remember_s`` seconds: found again
     near where it was (``reid_distance`` face sides, ``reid_scale`` size), it gets its id
     back; anything else is a new face with a new id from ``ids`` (shared across sources,
     so ids are never reused in a run).
     """
 
-    def __init__(self, detector: HaarFaceDetector, searcher: HaarFaceDetector | None = None,
-                 executor: Executor | None = None, tracking: TrackingConfig | None = None,
+    def __init__(self, detector: FaceDetector, searcher: FaceDetector | None = None,
+                 executor: Executor | None = None, config: IdentityConfig | None = None,
                  ids: Iterator[int] | None = None):
-        tracking = tracking or TrackingConfig()
-        self.detector, self.tracking = detector, tracking
-        self._searcher = searcher or detector  # full searches; its own cascade when on another thread
+        self.detector, self.config = detector, config or IdentityConfig()
+        self._searcher = searcher or detector  # full searches; its own copy when on another thread
         self._executor = executor
         self._ids = ids if ids is not None else itertools.count(1)
         self._known = _Known.new(np.zeros((0, 4)), np.zeros(0))
@@ -220,9 +109,9 @@ class FaceFinder:
         """Faces seen in ``image`` (BGR or gray), largest first, with ids; ``time`` in seconds
         (the frame's own), for how long a lost face is remembered."""
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        config = self.detector.config
+        config = self.config
         if self._frame == 0:
-            self._set(self._new_faces(self._searcher.detect(gray), time), gray.shape)
+            self._set(self._new_faces(self._searcher.detect(gray).boxes, time), gray.shape)
             self._next_search = max(1, config.full_every)
         else:
             lost = self._refind(gray, time)
@@ -248,7 +137,7 @@ class FaceFinder:
 
     def _refind(self, gray: np.ndarray, time: float) -> bool:
         """Re-find each known face near its predicted box; True when a face just slipped."""
-        known, weight = self._known, self.tracking.velocity_weight
+        known, weight = self._known, self.config.velocity_weight
         predicted = known.predicted()
         found = self._one_face_each([self._look(gray, known.boxes[i], predicted[i]) for i in range(len(known))], predicted)
         found = self._tilted(gray, known.boxes, found)
@@ -261,7 +150,7 @@ class FaceFinder:
             velocity[i] = (1 - weight) * velocity[i] + weight * step
             boxes[i], missed[i] = box, 0
         known = _Known(boxes, known.ids, velocity, missed, known.doubted)
-        keep = missed <= self.detector.config.keep_missed
+        keep = missed <= self.config.keep_missed
         self._forget(known.take(~keep), time)
         self._set(known.take(keep), gray.shape)
         return bool(np.any(missed == 1))
@@ -269,25 +158,30 @@ class FaceFinder:
     def _look(self, gray: np.ndarray, last: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
         """Re-find one face around its last box, then, for a face missed for a while, around
         where its velocity took it (it went on behind something)."""
-        box = self.detector.detect_near(gray, last)
+        box = self._near(gray, last)
         moved = np.round(predicted).astype(np.int64)
         if box is None and not np.array_equal(moved, last):
-            box = self.detector.detect_near(gray, moved)
+            box = self._near(gray, moved)
         return box
+
+    def _near(self, gray: np.ndarray, box: np.ndarray, strict: bool = False) -> np.ndarray | None:
+        """The face the detector finds nearest ``box``, of about its size, as an int64 box; or None."""
+        found = self.detector.detect(gray, region=box, strict=strict)
+        return found.boxes[0].astype(np.int64) if len(found) else None
 
     def _tilted(self, gray: np.ndarray, last: np.ndarray, found: list) -> list:
         """Look for each face not re-found upright at a tilt (``detector.tilt``), but only a
         face with no other known face near it: next to another face, the tilted search would
         find that one (two faces crossing), and the finder would give it the wrong id."""
-        angles, missed = self.detector.config.tilt_angles, [i for i, box in enumerate(found) if box is None]
-        if not angles or not missed:  # the usual frame: every known face re-found upright
+        angles, missed = self.config.tilt_angles, [i for i, box in enumerate(found) if box is None]
+        if not angles or not missed or self.detector.rotation_tolerant:  # the usual frame: every known face re-found upright
             return found
         centres, sides = _centres(last), np.sqrt(last[:, 2:].astype(np.float64).prod(axis=1))
         for i in missed:
             others = np.delete(np.arange(len(last)), i)
-            apart = np.linalg.norm(centres[others] - centres[i], axis=1) > self.tracking.reid_distance * (sides[others] + sides[i]) / 2
+            apart = np.linalg.norm(centres[others] - centres[i], axis=1) > self.config.reid_distance * (sides[others] + sides[i]) / 2
             if apart.all():
-                found[i] = find_tilted(self.detector.detect_near, gray, last[i], angles)
+                found[i] = find_tilted(self._near, gray, last[i], angles)
         return found
 
     def _one_face_each(self, found: list, predicted: np.ndarray) -> list:
@@ -300,7 +194,7 @@ class FaceFinder:
         distance = np.linalg.norm(_centres(boxes) - _centres(predicted[rows]), axis=1)
         kept: list[int] = []
         for k in np.argsort(distance, kind="stable"):
-            if kept and iou_matrix(boxes[k], boxes[kept]).max() >= self.tracking.duplicate_iou:
+            if kept and iou_matrix(boxes[k], boxes[kept]).max() >= self.config.duplicate_iou:
                 found[rows[k]] = None
             else:
                 kept.append(int(k))
@@ -315,7 +209,7 @@ class FaceFinder:
 
     def _forget(self, dropped: _Known, time: float) -> None:
         """Remember dropped faces for ``remember_s``; forget those remembered longer."""
-        self._lost = [lost for lost in self._lost if time - lost.time <= self.tracking.remember_s]
+        self._lost = [lost for lost in self._lost if time - lost.time <= self.config.remember_s]
         self._lost += [_Lost(int(dropped.ids[i]), dropped.boxes[i], dropped.velocity[i], self._frame, time)
                        for i in range(len(dropped))]
 
@@ -335,7 +229,7 @@ class FaceFinder:
     def _reid_pairs(self, boxes: np.ndarray) -> list[tuple[int, int]]:
         """(new box, remembered face) pairs, nearest first, each used once. Distance: in face
         sides, to the nearer of where the face was last seen and where its velocity took it."""
-        tracking, pairs, used_b, used_l = self.tracking, [], set(), set()
+        tracking, pairs, used_b, used_l = self.config, [], set(), set()
         last = np.array([lost.box for lost in self._lost], np.float64)
         moved = last[:, :2] + np.array([lost.velocity * (self._frame - lost.frame) for lost in self._lost])
         side = (np.sqrt(last[:, None, 2:].prod(axis=2)) + np.sqrt(boxes[None, :, 2:].astype(np.float64).prod(axis=2))) / 2
@@ -354,15 +248,18 @@ class FaceFinder:
         return pairs
 
     def _search(self, gray: np.ndarray) -> None:
-        config = self.detector.config
+        config = self.config
         lag = max(0, config.full_lag) if self._executor is not None else 0
         if lag:
-            future = self._executor.submit(self._searcher.detect, gray)
+            future = self._executor.submit(self._full_search, gray)
         else:
             future = Future()
-            future.set_result(self._searcher.detect(gray))
+            future.set_result(self._full_search(gray))
         self._pending = (self._frame, self._frame + lag, future)
         self._next_search = self._frame + max(1, config.full_every)
+
+    def _full_search(self, gray: np.ndarray) -> np.ndarray:
+        return self._searcher.detect(gray).boxes
 
     def _merge(self, gray: np.ndarray, searched: np.ndarray, searched_frame: int, time: float) -> None:
         """Add the search's new faces, re-found in this frame when the search looked at an
@@ -374,13 +271,13 @@ class FaceFinder:
         same = _same_face(known.boxes, searched)
         doubted = np.where(same.any(axis=1), 0, known.doubted + 1)
         for i in np.flatnonzero(doubted):
-            if self.detector.detect_near(gray, known.boxes[i], self.detector.config.min_neighbors) is not None:
+            if self._near(gray, known.boxes[i], strict=True) is not None:
                 doubted[i] = 0
         known = _Known(known.boxes, known.ids, known.velocity, known.missed, doubted.astype(np.int32))
         self._forget(known.take(doubted >= 2), time)
         new = searched[~same.any(axis=0)]
         if searched_frame != self._frame and len(new):
-            found = [self.detector.detect_near(gray, box) for box in new]
+            found = [self._near(gray, box) for box in new]
             new = np.array([box for box in found if box is not None], np.int64).reshape(-1, 4)
         kept = known.take(doubted < 2)
         self._forget(kept.take(kept.missed > 0), time)  # a face its region lost may be one the search found elsewhere

@@ -6,6 +6,7 @@ Overlays only draw: they never run a model or change a result.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -195,6 +196,21 @@ class Overlay:
         if self.bars and len(result.faces):
             avoid.append(self.bars.rect(image, len(result.labels)))
         return self.timeline_annotator.annotate(image, history, avoid=avoid)
+
+
+class FrameRate:
+    """Frames per second shown in the HUD: an average of the last frames' rates (weight 0.1)."""
+
+    def __init__(self) -> None:
+        self.fps, self._last = 0.0, time.perf_counter()
+
+    def tick(self) -> float:
+        """The rate including a frame that ended now."""
+        now = time.perf_counter()
+        rate = 1.0 / max(now - self._last, 1e-6)
+        self.fps = 0.9 * self.fps + 0.1 * rate if self.fps else rate
+        self._last = now
+        return self.fps
 
 
 class ProbabilityHistory:

@@ -1,77 +1,55 @@
-"""Stages that turn a frame into a classified, tracked :class:`FrameResult`, timed one by one.
+"""The pipeline: its stages run in order, timed one by one, built in one place.
 
-Every stage is a :class:`Stage`: ``FrameResult -> FrameResult``, plus ``reset()`` (forget
-the current source) and ``close()`` (release threads). The pipeline runs them in order,
-records each stage's milliseconds in ``result.timings``, and owns the "new source" rule:
-when ``result.source`` changes (the next file of an image folder, a new video) it resets
-every stage before the frame, once, here and nowhere else.
+:func:`create_pipeline` is how every front end (the window, the server, batch, benches and
+tools) gets one; none builds stages itself. The pipeline owns the "new source" rule: when
+``result.source`` changes (the next file of an image folder, a new video) it resets every
+stage before the frame, once, here and nowhere else; a caller that knows better (the
+server, between requests) calls :meth:`Pipeline.reset` itself.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from detector.classifier import EmotionClassifier
-from detector.config import TrackingConfig
-from detector.faces import FaceFinder, HaarFaceDetector
-from detector.results import Faces, FrameResult
+from detector.config import PipelineConfig
+from detector.detection import create_detector
+from detector.results import FrameResult, Stage
+from detector.stages import ClassifyFaces, DetectFaces
+from detector.tracking import ProbabilitySmoother
+from detector.whole_image import WholeImageFallback
 
 
-class Stage:
-    """One step of the pipeline. Stateless stages keep the no-op ``reset`` and ``close``."""
+def create_pipeline(config: PipelineConfig, classifier: EmotionClassifier | None = None) -> "Pipeline":
+    """detect (with face ids) -> whole-image fallback -> classify -> smooth: each stage reads
+    what the earlier ones added. In whole-image mode ``always`` there is no detect stage.
+    ``classifier``: one already loaded (a batch worker or the server loads its model once for
+    many pipelines); None loads ``config.model``. The caller closes the pipeline (``with``,
+    or ``close()``): it owns the face-search thread.
 
-    def __call__(self, result: FrameResult) -> FrameResult:
-        raise NotImplementedError
-
-    def reset(self) -> None:
-        """Forget everything about the current source: the next frame starts a new one."""
-
-    def close(self) -> None:
-        """Release threads and files; the stage is not called again."""
-
-
-class DetectFaces(Stage):
-    """Faces of a stream of frames, each with its id (``Faces.ids``): the finder re-finds
-    each known face, so it is the one owner of which face is which. Full-frame searches
-    run on one worker thread with a cascade of their own. Ids come from one counter for
-    the whole run, so a new source never reuses an id."""
-
-    def __init__(self, detector: HaarFaceDetector, tracking: TrackingConfig = TrackingConfig(),
-                 ids: Iterator[int] | None = None):
-        self.detector, self.tracking = detector, tracking
-        self._searcher = detector.copy()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-search")
-        self._ids = ids if ids is not None else itertools.count(1)
-        self._find = self._finder()
-
-    def _finder(self) -> FaceFinder:
-        return FaceFinder(self.detector, self._searcher, self._executor, self.tracking, self._ids)
-
-    def __call__(self, result: FrameResult) -> FrameResult:
-        return replace(result, faces=self._find(result.image, result.time))
-
-    def reset(self) -> None:
-        self._find.cancel()  # its search may still run on the worker, on the cascade the next finder uses
-        self._find = self._finder()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    Raises:
+        SettingsError, UserError, ModelError: an unknown detector, a missing cascade, an unusable model.
+    """
+    classifier = classifier or EmotionClassifier(config.model)
+    ids = itertools.count(1)  # face ids: one counter for the run, so no id is ever reused
+    whole = WholeImageFallback(config.whole_image, ids)
+    stages: list[tuple[str, Stage]] = []
+    if whole.mode != "always":
+        detector = create_detector(config.detection.name, config.detection.settings)
+        stages.append(("detect", DetectFaces(detector, config.identity, ids)))
+    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier))]
+    if config.smoothing.seconds > 0:
+        stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
+    return Pipeline(stages)
 
 
-class ClassifyFaces(Stage):
-    """All faces of a frame in one batched model call."""
-
-    def __init__(self, classifier: EmotionClassifier):
-        self.classifier = classifier
-
-    def __call__(self, result: FrameResult) -> FrameResult:
-        probs = self.classifier.classify(result.image, result.faces.boxes)
-        faces = Faces(result.faces.boxes, probs, ids=result.faces.ids)
-        return replace(result, faces=faces, labels=self.classifier.labels)
+def detection_pipeline(config: PipelineConfig = PipelineConfig()) -> "Pipeline":
+    """The detect stage alone (faces with ids, no model): what identity is measured on."""
+    detector = create_detector(config.detection.name, config.detection.settings)
+    return Pipeline([("detect", DetectFaces(detector, config.identity))])
 
 
 class Pipeline:

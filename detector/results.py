@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -100,3 +101,19 @@ class FrameResult:
 
     def to_json(self) -> dict:
         return {"frame": self.index, "time": round(self.time, 4), "source": self.source, "faces": self.records}
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """One step of the pipeline (``detector.pipeline``): ``FrameResult -> FrameResult``, plus
+    ``reset`` (forget the current source) and ``close``. Stages that subclass it and keep no
+    state inherit the no-op ``reset`` and ``close``."""
+
+    def __call__(self, result: FrameResult) -> FrameResult:
+        ...
+
+    def reset(self) -> None:
+        """Forget everything about the current source: the next frame starts a new one."""
+
+    def close(self) -> None:
+        """Release threads and files; the stage is not called again."""

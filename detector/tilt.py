@@ -3,8 +3,8 @@
 
 Haar's frontal cascade is trained on upright faces and loses heads tilted past ~15 degrees.
 Searching every frame at several rotations would multiply detection cost; instead the face
-finder (``detector.faces.FaceFinder``), only for a known face it did not re-find upright,
-rotates the region around the face's last box by each of ``DetectorConfig.tilt_angles`` in
+finder (``detector.identity.FaceFinder``), only for a known face it did not re-find upright,
+rotates the region around the face's last box by each of ``IdentityConfig.tilt_angles`` in
 turn and searches it for a face of about its size. A face found there is mapped back to an
 upright box of the same size around the rotated face's centre, and keeps its id. Measured
 in docs/TILT.md (``python tools/tilt.py``).
@@ -17,7 +17,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-#: ``detect_near(gray, box) -> box | None``: a face of about ``box``'s size around it (HaarFaceDetector.detect_near).
+#: ``near(gray, box) -> box | None``: a face of about ``box``'s size around it (``FaceFinder._near``, a detector's region search).
 DetectNear = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
 

@@ -1,6 +1,6 @@
 """Class probabilities smoothed per face id, over time.
 
-Face ids come from the face finder (``detector.faces.FaceFinder``, the one owner of which
+Face ids come from the face finder (``detector.identity.FaceFinder``, the one owner of which
 face is which); this stage only reads them. ``FrameResult -> FrameResult``, after
 classification (supervision's smoother idea).
 """
@@ -12,28 +12,25 @@ from dataclasses import replace
 
 import numpy as np
 
-from detector.config import TrackingConfig
-from detector.pipeline import Stage
-from detector.results import Faces, FrameResult
+from detector.config import SmoothingConfig
+from detector.results import Faces, FrameResult, Stage
 
 
 class ProbabilitySmoother(Stage):
     """Per-track exponential moving average of class probabilities, by time, not frames.
 
-    ``alpha = 1 - exp(-dt / tau)`` with ``dt`` from ``result.time``, so a step
+    ``alpha = 1 - exp(-dt / tau)`` (``tau``: ``config.seconds``) with ``dt`` from ``result.time``, so a step
     change reaches 63% after ``tau`` seconds at 8 fps and at 30 fps alike, and a
     frame that took longer to process counts for more. A track's first frame is
     its raw probabilities; ``tau == 0`` turns smoothing off (results pass
     unchanged). ``raw_probs`` keep the classifier's own output for the JSON lines.
-    Faces not seen for ``tracking.forget_after_s`` seconds are dropped (their weight is
+    Faces not seen for ``config.forget_after_s`` seconds are dropped (their weight is
     negligible by then, and ids are never reused). Faces without an id pass raw. The
     pipeline calls :meth:`reset` when the source changes.
     """
 
-    def __init__(self, tau: float = 0.25, tracking: TrackingConfig = TrackingConfig()):
-        if tau < 0:
-            raise ValueError(f"ProbabilitySmoother: tau must be >= 0 seconds, got {tau}")
-        self.tau, self.forget_after = tau, tracking.forget_after_s
+    def __init__(self, config: SmoothingConfig = SmoothingConfig()):
+        self.tau, self.forget_after = config.seconds, config.forget_after_s
         self._state: dict[int, tuple[float, np.ndarray]] = {}  # id -> (time, smoothed probs)
 
     def reset(self) -> None:

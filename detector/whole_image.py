@@ -24,9 +24,11 @@ from typing import Iterator
 
 import numpy as np
 
-from detector.results import Faces, FrameResult
+from detector.errors import check_settings
 
-WHOLE_IMAGE_MODES = ("auto", "always", "never")
+from detector.config import WHOLE_IMAGE_MODES
+from detector.results import Faces, FrameResult, Stage
+
 FACE_PICTURE_MAX_SIDE = 512  # px: a headshot or crop; larger pictures are scenes
 FACE_PICTURE_MIN_SIDE = 24  # px: Haar's smallest window; below it there is no face to see
 FACE_PICTURE_ASPECT = (0.8, 1.25)  # width / height of face crops and passport-style headshots
@@ -40,12 +42,11 @@ def is_face_picture(height: int, width: int) -> bool:
             and low <= width / height <= high)
 
 
-class WholeImageFallback:
+class WholeImageFallback(Stage):
     """Pipeline stage after detection, before classification (``FrameResult -> FrameResult``)."""
 
     def __init__(self, mode: str = "auto", ids: Iterator[int] | None = None):
-        if mode not in WHOLE_IMAGE_MODES:
-            raise ValueError(f"whole-image mode must be one of {', '.join(WHOLE_IMAGE_MODES)}, got {mode!r}")
+        check_settings(f"--whole-image must be one of {', '.join(WHOLE_IMAGE_MODES)}, got {mode!r}" if mode not in WHOLE_IMAGE_MODES else "")
         self.mode = mode
         self._ids = ids if ids is not None else itertools.count(1)  # the pipeline's: shared with the face finder
         self._id: int | None = None  # the whole picture's face id in this source
@@ -66,6 +67,3 @@ class WholeImageFallback:
     def reset(self) -> None:
         """A new source (the next image of a folder): its whole picture is a new face, with a new id."""
         self._id = None
-
-    def close(self) -> None:
-        """Nothing to release."""

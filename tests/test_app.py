@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, run_main
-from detector.app import build_pipeline
-from detector.config import AppConfig, ModelConfig
+from detector.config import ModelConfig, PipelineConfig
+from detector.pipeline import create_pipeline
 from detector.results import FrameResult
 from tools.scenes import SAMPLE_CLIP, detectable_faces, iou, scene_with, write_video
 
@@ -78,7 +78,7 @@ def real_faces(fer2013_dir):
 
 
 def test_pipeline_finds_and_classifies_real_faces_in_a_scene(real_faces, shipped_model):
-    pipeline = build_pipeline(AppConfig(model=ModelConfig(str(shipped_model))))
+    pipeline = create_pipeline(PipelineConfig(model=ModelConfig(str(shipped_model))))
     positions = [(20, 40), (240, 40), (460, 40), (130, 290), (350, 290)]
     correct = total = 0
     for start in range(0, len(real_faces) - len(positions) + 1, len(positions)):

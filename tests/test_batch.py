@@ -338,7 +338,7 @@ def test_a_changed_model_file_redoes_the_inputs(tmp_path, capsys):
     """The model path stays the same; the file that runs in it is replaced (retrained, re-exported)."""
     import shutil
 
-    from detector.classifier import resolve_model
+    from detector.backends import resolve_model
     from detector.paths import DEFAULT_MODEL_DIR, resource
 
     model = shutil.copytree(resource(DEFAULT_MODEL_DIR), tmp_path / "model")
@@ -395,15 +395,15 @@ def test_a_killed_worker_fails_only_its_own_video(tmp_path):
 
 
 def test_the_stage_costs_cover_every_stage_of_the_apps_pipeline_and_close_it():
-    """On the real sample clip: a column per stage that ``build_pipeline`` makes, in its order,
+    """On the real sample clip: a column per stage that ``create_pipeline`` makes, in its order,
     adding up to the total; and no face-search thread left running afterwards."""
     import threading
 
-    from detector.app import build_pipeline
     from detector.batch.bench import markdown, stage_costs
-    from detector.config import AppConfig
+    from detector.config import PipelineConfig
+    from detector.pipeline import create_pipeline
 
-    with build_pipeline(AppConfig()) as pipeline:
+    with create_pipeline(PipelineConfig()) as pipeline:
         names = [name for name, _ in pipeline.stages]
     before = {t for t in threading.enumerate() if t.name.startswith("face-search")}
     costs = stage_costs(SAMPLE_CLIP, limit=40)

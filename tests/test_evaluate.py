@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from detector.config import ModelConfig
 from detector.errors import UserError
-from detector.labels import FER2013_LABELS, read_labels, write_labels
+from detector.labels import FER2013_LABELS
+from detector.model_card import read_labels, write_labels
 from detector.training.evaluate import classification_metrics, evaluate, evaluate_main
 from detector.training.models import create_model
 

@@ -11,8 +11,9 @@ import onnxruntime as ort
 import pytest
 import tensorflow as tf
 
-from detector.classifier import INT8_ONNX_FILE
-from detector.labels import FER2013_LABELS, read_labels
+from detector.backends import INT8_ONNX_FILE
+from detector.labels import FER2013_LABELS
+from detector.model_card import read_labels
 from detector.training.data import load_split
 from detector.training.export import (
     MAX_ABS_DIFF,

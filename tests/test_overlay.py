@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.app import build_pipeline
-from detector.config import AppConfig, ModelConfig
+from detector.config import ModelConfig, PipelineConfig, SmoothingConfig
+from detector.pipeline import create_pipeline
 from detector.overlay import Overlay, ProbabilityHistory, color_for
 from detector.results import FrameResult
 from tools.scenes import SAMPLE_CLIP, background
@@ -18,7 +18,7 @@ NOTICE = "No camera found: playing the sample clip"
 
 @pytest.fixture(scope="module")
 def pipeline(shipped_model):
-    return build_pipeline(AppConfig(model=ModelConfig(str(shipped_model)), smoothing=0))
+    return create_pipeline(PipelineConfig(model=ModelConfig(str(shipped_model)), smoothing=SmoothingConfig(0)))
 
 
 def _clip_frame(index: int = 60) -> np.ndarray:

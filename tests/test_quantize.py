@@ -11,7 +11,8 @@ import json
 import numpy as np
 import onnxruntime as ort
 
-from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, EmotionClassifier, ModelConfig
+from detector.backends import INT8_ONNX_FILE, ONNX_FILE
+from detector.classifier import EmotionClassifier, ModelConfig
 from detector.training.data import load_split
 from detector.training.data import class_mapping
 from detector.training.quantize import MAX_ACCURACY_DROP

@@ -29,9 +29,11 @@ from hypothesis.extra import numpy as hnp
 import detector.app as app
 from conftest import REPO_ROOT, run_main
 from detector.classifier import EmotionClassifier, fit_crop, to_probabilities
-from detector.config import AppConfig, DetectorConfig, ModelConfig
+from detector.config import AppConfig, DetectionConfig, ModelConfig, PipelineConfig
 from detector.errors import UserError
-from detector.faces import clamp_boxes
+from detector.detection.boxes import clamp_boxes
+from detector.detection.haar import HaarConfig
+from detector.pipeline import create_pipeline
 from detector.outputs import VIDEO_SIDE, VideoSink, video_size
 from detector.overlay import Overlay
 from detector.results import FrameResult
@@ -50,7 +52,7 @@ def real_faces(fer2013_dir):
 
 @pytest.fixture(scope="module")
 def pipeline(shipped_model):
-    return app.build_pipeline(AppConfig(model=ModelConfig(str(shipped_model))))
+    return create_pipeline(PipelineConfig(model=ModelConfig(str(shipped_model))))
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +197,7 @@ def test_window_says_reconnecting_while_the_camera_is_lost(tmp_path, real_faces,
     monkeypatch.setattr(cv2, "namedWindow", lambda *args: None)
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
     log = tmp_path / "r.jsonl"
-    stats = app.run(AppConfig(model=ModelConfig(str(shipped_model)), display=True, log=str(log)))
+    stats = app.run(AppConfig(PipelineConfig(model=ModelConfig(str(shipped_model))), display=True, log=str(log)))
     assert stats.stopped_by == "user"
     first_wait = next(i for i, (_, result, _) in enumerate(shown) if result is None)
     assert first_wait > 0 and "reconnecting" in shown[first_wait][2]
@@ -469,11 +471,11 @@ def test_faces_partly_outside_the_frame(real_faces, pipeline, classifier):
     assert _valid_probs(probs, len(classifier.labels)) and len(probs) == 2
 
 
-@pytest.mark.parametrize("config", [DetectorConfig(), DetectorConfig(min_face=0.0, detect_width=0)], ids=["default", "no minimum"])
+@pytest.mark.parametrize("config", [HaarConfig(), HaarConfig(min_face=0.0, detect_width=0)], ids=["default", "no minimum"])
 def test_tiny_faces(real_faces, shipped_model, config):
     """22-pixel faces: below the default minimum nothing is found; with no minimum, whatever
     Haar finds (faces, or wood grain at that size) is cropped and classified without trouble."""
-    pipeline = app.build_pipeline(AppConfig(model=ModelConfig(str(shipped_model)), detector=config))
+    pipeline = create_pipeline(PipelineConfig(model=ModelConfig(str(shipped_model)), detection=DetectionConfig("haar", config)))
     scene = background()
     placed = [place(scene, face.image, 20 + 50 * (i % 12), 40 + 120 * (i // 12), side=22) for i, face in enumerate(real_faces[:21])]
     result = pipeline(FrameResult(index=0, time=0.0, source="tiny", image=scene))
@@ -486,10 +488,10 @@ def test_tiny_faces(real_faces, shipped_model, config):
 
 @pytest.mark.parametrize("field", ["log", "output", "snapshot_dir"])
 def test_output_path_is_checked_before_the_model_loads(tmp_path, monkeypatch, field):
-    def too_late(config):
+    def too_late(config, classifier=None):
         raise AssertionError("the model was loaded before the output path was checked")
 
-    monkeypatch.setattr(app, "build_pipeline", too_late)
+    monkeypatch.setattr(app, "create_pipeline", too_late)
     missing = tmp_path / "missing"
     value = str(missing) if field == "snapshot_dir" else str(missing / ("a.mp4" if field == "output" else "r.jsonl"))
     with pytest.raises(UserError, match="output folder does not exist"):

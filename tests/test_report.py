@@ -10,17 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.app import build_pipeline
-from detector.config import AppConfig, ModelConfig
+from detector.config import ModelConfig, PipelineConfig, SmoothingConfig
 from detector.errors import UserError
-from detector.faces import HaarFaceDetector
 from detector.overlay import Overlay, ProbabilityHistory, TimelineAnnotator, color_for
-from detector.pipeline import DetectFaces, Pipeline
+from detector.pipeline import create_pipeline, detection_pipeline
 from detector.progress import progress
 from detector.report import ReportSink
 from detector.results import Faces, FrameResult
 from detector.sources import open_source
-from tools.scenes import CASCADE, detectable_faces, iou, scene_with, write_video
+from tools.scenes import detectable_faces, iou, scene_with, write_video
 
 FPS = 15.0
 FRAMES = 36  # 2.4 s
@@ -33,7 +31,7 @@ PATHS = [lambda k: (20 + 2 * k, 40), lambda k: (460 - 2 * k, 50), lambda k: (150
 def _followable(candidates, tmp_path):
     """For each path, a face of a new class that Haar finds in >= 90% of the frames of that path once
     written to mp4: Haar misses some FER2013 crops at some places, and these tests are about what comes after."""
-    detect, chosen = Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]), []  # resets per clip
+    detect, chosen = detection_pipeline(), []  # resets per clip
     for slot, path in enumerate(PATHS):
         for face in candidates:
             if face.label in {f.label for f in chosen}:
@@ -64,7 +62,7 @@ def multi_face_video(fer2013_dir, tmp_path_factory):
 def report(multi_face_video, shipped_model, tmp_path_factory):
     """The app's own pipeline, written by a ReportSink; returns (folder, sink, results)."""
     video, _ = multi_face_video
-    pipeline = build_pipeline(AppConfig(model=ModelConfig(str(shipped_model)), smoothing=0.25))
+    pipeline = create_pipeline(PipelineConfig(model=ModelConfig(str(shipped_model)), smoothing=SmoothingConfig(0.25)))
     folder, overlay, results = tmp_path_factory.mktemp("report") / "out", Overlay(), []
     with pipeline, open_source(str(video)) as source, ReportSink(folder, fps=source.fps) as sink:
         for frame in source:

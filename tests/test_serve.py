@@ -33,9 +33,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from detector.app import build_pipeline
 from detector.bench import letterbox
-from detector.config import AppConfig, DetectorConfig
+from detector.config import IdentityConfig, PipelineConfig
+from detector.pipeline import create_pipeline
 from detector.results import FrameResult
 from detector.serve.app import create_app
 from detector.serve.bench import Server
@@ -58,7 +58,7 @@ def jpeg(image: np.ndarray) -> bytes:
 
 def fresh_result(image: np.ndarray) -> FrameResult:
     """What a pipeline that has never seen a frame finds: the desktop app on this one image."""
-    return build_pipeline(AppConfig())(FrameResult(0, 0.0, "alone", image))
+    return create_pipeline(PipelineConfig())(FrameResult(0, 0.0, "alone", image))
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +348,7 @@ def test_ws_connections_share_the_model_and_end_their_threads(caplog, face_jpeg)
                 with ExitStack() as stack:
                     sockets = [stack.enter_context(limited.websocket_connect(WS)) for _ in range(3)]
                     for ws in sockets:
-                        for _ in range(DetectorConfig().full_every + 2):  # past its first full-frame search on the thread
+                        for _ in range(IdentityConfig().full_every + 2):  # past its first full-frame search on the thread
                             ws.send_bytes(face_jpeg)
                             assert len(ws.receive_json()["faces"]) == 1
                     assert face_search_threads() == before + 3, "each connection searches on a thread of its own"

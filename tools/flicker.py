@@ -30,7 +30,7 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +38,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from detector.app import build_pipeline  # noqa: E402
 from detector.bench import table_path  # noqa: E402
-from detector.config import AppConfig, ModelConfig, TrackingConfig  # noqa: E402
-from detector.faces import HaarFaceDetector, iou_matrix  # noqa: E402
+from detector.config import IdentityConfig, ModelConfig, PipelineConfig, SmoothingConfig  # noqa: E402
+from detector.detection.boxes import iou_matrix  # noqa: E402
 from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
-from detector.pipeline import DetectFaces, Pipeline  # noqa: E402
+from detector.pipeline import create_pipeline, detection_pipeline  # noqa: E402
 from detector.sources import open_source  # noqa: E402
 from detector.tracking import ProbabilitySmoother  # noqa: E402
 from tools.scenes import (CASCADE, SAMPLE_CLIP, covered_scene, crossing_scene, detectable_faces,  # noqa: E402
@@ -62,7 +61,7 @@ OWNERS = ("finder", "bytetrack")
 def raw_pipeline(model: str) -> Pipeline:
     """The app's pipeline (faces with ids, then the classifier) without its smoother: this tool
     replays smoothing itself for each tau."""
-    return build_pipeline(AppConfig(model=ModelConfig(model), smoothing=0))
+    return create_pipeline(PipelineConfig(model=ModelConfig(model), smoothing=SmoothingConfig(0)))
 
 
 def record(pipeline: Pipeline, video: Path) -> list:
@@ -78,7 +77,7 @@ def bytetrack_ids(results: list, fps: float) -> list[np.ndarray]:
     import supervision as sv
     from trackers import ByteTrackTracker
 
-    tracker = ByteTrackTracker(lost_track_buffer=int(round(TrackingConfig().remember_s * 30)), frame_rate=fps,
+    tracker = ByteTrackTracker(lost_track_buffer=int(round(IdentityConfig().remember_s * 30)), frame_rate=fps,
                                minimum_consecutive_frames=1)
     out = []
     for result in results:
@@ -125,7 +124,7 @@ def identity(faces: dict, folder: Path) -> list[dict]:
         for a, b in FACE_PAIRS:
             frames, truth = build([faces[a].image, faces[b].image])
             clip = write_video(folder / "identity.mp4", frames, IDENTITY_FPS)
-            with Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]) as detect, open_source(str(clip)) as source:
+            with detection_pipeline() as detect, open_source(str(clip)) as source:
                 results = [detect(frame) for frame in source]
             boxes = [r.faces.boxes for r in results]
             owners = {"finder": [r.faces.ids for r in results], "bytetrack": bytetrack_ids(results, IDENTITY_FPS)}
@@ -136,7 +135,7 @@ def identity(faces: dict, folder: Path) -> list[dict]:
 
 def label_tracks(results: list, tau: float) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """id -> (times, label indices), after smoothing with ``tau`` (0 = raw)."""
-    smoother, out = ProbabilitySmoother(tau), {}
+    smoother, out = ProbabilitySmoother(SmoothingConfig(tau)), {}
     for result in results:
         faces = smoother(result).faces
         for i, track_id in enumerate(faces.ids.tolist()):
@@ -239,7 +238,7 @@ def followable_faces(candidates, folder: Path, seconds: float = 12.0, fps: float
     measures the detector, not label flicker, and splits into many short tracks.
     """
     chosen = []
-    with Pipeline([("detect", DetectFaces(HaarFaceDetector(CASCADE)))]) as detect:
+    with detection_pipeline() as detect:
         for slot in range(len(HOMES)):
             for face in candidates:
                 if face.label in {f.label for f in chosen}:
@@ -353,16 +352,16 @@ def main(argv=None) -> int:
     p.add_argument("--tau", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.4, 0.5], help="smoothing time constants (s)")
     p.add_argument("--out", default="flicker.json", help="where to write the numbers as JSON (the tables go beside it, .table.md)")
     args = p.parse_args(argv)
-    from detector.classifier import resolve_model
+    from detector.backends import resolve_model
 
     model = Path(args.model).resolve()
-    config = AppConfig(model=ModelConfig(args.model))
+    config = PipelineConfig(model=ModelConfig(args.model))
     with tempfile.TemporaryDirectory() as tmp:
         report = measure(args, Path(tmp))
     report.update({"command": " ".join(["python", "tools/flicker.py", *(sys.argv[1:] if argv is None else argv)]),
                    "model": str(model.relative_to(REPO)) if model.is_relative_to(REPO) else str(model),
                    "model_file": resolve_model(model, config.model.backend, config.model.int8)[1].name,
-                   "default_tau": config.smoothing, "tracking": TrackingConfig().__dict__})
+                   "default_tau": config.smoothing.seconds, "identity": asdict(config.identity)})
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)

@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from detector.bench import table_path  # noqa: E402
-from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, ModelConfig  # noqa: E402
+from detector.backends import INT8_ONNX_FILE, ONNX_FILE  # noqa: E402
+from detector.config import ModelConfig  # noqa: E402
 from detector.training.data import load_split  # noqa: E402
 from detector.training.evaluate import evaluate  # noqa: E402
 from detector.training.quantize import CALIBRATION_IMAGES, MAX_ACCURACY_DROP, quantize_static_onnx  # noqa: E402

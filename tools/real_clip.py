@@ -31,12 +31,12 @@ ENDING = ("happy",)  # its last quarter: laughing
 def read_clip(model: str, clip: Path) -> dict:
     """Per-model scores on ``clip``: frames with a face, and for the first and last quarter
     of them the share of frames labelled as described and the mean probability of it."""
-    from detector.app import build_pipeline
-    from detector.config import AppConfig, ModelConfig
+    from detector.config import ModelConfig, PipelineConfig, SmoothingConfig
+    from detector.pipeline import create_pipeline
     from detector.sources import VideoSource
 
     rows = []
-    with build_pipeline(AppConfig(model=ModelConfig(model), smoothing=0.0)) as pipeline, \
+    with create_pipeline(PipelineConfig(model=ModelConfig(model), smoothing=SmoothingConfig(0.0))) as pipeline, \
             VideoSource(str(clip), clip.name) as source:
         for frame in source:
             result = pipeline(frame)

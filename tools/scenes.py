@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.faces import HaarFaceDetector
+from detector.detection.haar import HaarConfig, HaarFaceDetector
 from detector.labels import FER2013_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def detectable_faces(fer_dir: Path, split: str, per_class: int, classes=FER2013_
     FER2013 crops are tight, so Haar misses about a third of them; the pipeline
     can only classify what it detects, and these tests are about what comes after.
     """
-    detector = HaarFaceDetector(CASCADE)
+    detector = HaarFaceDetector(HaarConfig(cascade=str(CASCADE)))
     base = background()
     chosen: list[RealFace] = []
     for label in classes:

@@ -35,13 +35,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from detector.app import build_pipeline  # noqa: E402
 from detector.bench import table_path  # noqa: E402
-from detector.classifier import resolve_model  # noqa: E402
-from detector.config import ModelConfig  # noqa: E402
-from detector.config import AppConfig, TrackingConfig  # noqa: E402
+from detector.backends import resolve_model  # noqa: E402
+from detector.config import ModelConfig, PipelineConfig  # noqa: E402
 from detector.outputs import JsonlSink, VideoSink  # noqa: E402
 from detector.overlay import Overlay  # noqa: E402
+from detector.pipeline import create_pipeline  # noqa: E402
 from detector.paths import DEFAULT_MODEL_DIR, SAMPLE_CLIP  # noqa: E402
 from detector.sources import open_source  # noqa: E402
 
@@ -79,8 +78,8 @@ def sample(started: float, frames: int, passes: int) -> dict:
             "rss_mb": round(rss_mb(), 1), "handles": open_handles(), "threads": threading.active_count()}
 
 
-def soak(clip: Path, config: AppConfig, minutes: float, every: float, out_dir: Path) -> list[dict]:
-    pipeline = build_pipeline(config)
+def soak(clip: Path, config: PipelineConfig, minutes: float, every: float, out_dir: Path) -> list[dict]:
+    pipeline = create_pipeline(config)
     overlay = Overlay()
     started = time.monotonic()
     deadline = started + minutes * 60
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak_") as temporary:
         out_dir = Path(args.keep) if args.keep else Path(temporary)
         out_dir.mkdir(parents=True, exist_ok=True)
-        config = AppConfig(model=ModelConfig(args.model))
+        config = PipelineConfig(model=ModelConfig(args.model))
         samples = soak(Path(args.source), config, args.minutes, args.every, out_dir)
     result = verdict(samples, warmup)
     print(f"after warm-up: RSS {result['rss_mb_at_warmup']} -> {result['rss_mb_at_end']} MB "
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": {"python": platform.python_version(), "system": platform.platform(), "cpus": os.cpu_count()},
             "model": _shown(Path(args.model)), "model_file": resolve_model(Path(args.model), config.model.backend, config.model.int8)[1].name,
-            "settings": {"smoothing_s": config.smoothing, "detector": asdict(config.detector), "tracking": asdict(TrackingConfig())},
+            "settings": {"smoothing_s": config.smoothing.seconds, "detection": asdict(config.detection), "identity": asdict(config.identity)},
             "verdict": result, "samples": samples,
         }
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -23,10 +23,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from detector.app import build_pipeline  # noqa: E402
-from detector.config import AppConfig, DetectorConfig  # noqa: E402
+from detector.config import IdentityConfig, PipelineConfig, SmoothingConfig  # noqa: E402
 from detector.bench import sample_frames  # noqa: E402
 from detector.paths import SAMPLE_CLIP  # noqa: E402
+from detector.pipeline import create_pipeline  # noqa: E402
 from detector.results import FrameResult  # noqa: E402
 
 AMPLITUDES = (0, 15, 20, 25, 30)
@@ -34,7 +34,7 @@ MARKDOWN = """# Tilted heads: recovering faces the upright detector loses
 
 Haar's frontal cascade loses heads tilted past about 15 degrees (laughing, talking). When the
 face finder does not re-find a known face upright, it searches the region around its last box
-rotated by ±15° and then ±30° (`DetectorConfig.tilt_angles`, `detector/tilt.py`), and keeps the
+rotated by ±15° and then ±30° (`IdentityConfig.tilt_angles`, `detector/tilt.py`), and keeps the
 face it finds, with its id, as an upright box. Measured on the sample clip rotated frame by frame
 by `swing × sin(t)` ({frames} frames, every second one), with and without it (`tilt_angles=()`);
 the clip has one face, so a second box is a false one.
@@ -58,7 +58,7 @@ def tilted(frame: np.ndarray, degrees: float) -> np.ndarray:
 
 def upright_centres(frames: list[np.ndarray], fps: float = 12.0) -> list[np.ndarray | None]:
     """The face centre in each untilted frame (the reference the tilted boxes are checked against)."""
-    pipeline = build_pipeline(AppConfig(smoothing=0))
+    pipeline = create_pipeline(PipelineConfig(smoothing=SmoothingConfig(0)))
     centres = []
     for i, frame in enumerate(frames):
         faces = pipeline(FrameResult(index=i, time=i / fps, source="upright", image=frame)).faces
@@ -69,8 +69,8 @@ def upright_centres(frames: list[np.ndarray], fps: float = 12.0) -> list[np.ndar
 def run(frames: list[np.ndarray], centres: list, amplitude: float, recover: bool, fps: float = 12.0) -> dict:
     """Face-found and false-box counts, and how far each box's centre is from the true
     (rotated) face centre, in face widths (the worst frame and the mean)."""
-    detector = DetectorConfig() if recover else replace(DetectorConfig(), tilt_angles=())
-    pipeline = build_pipeline(AppConfig(detector=detector, smoothing=0))
+    identity = IdentityConfig() if recover else replace(IdentityConfig(), tilt_angles=())
+    pipeline = create_pipeline(PipelineConfig(identity=identity, smoothing=SmoothingConfig(0)))
     found = extra = 0
     ms, errors = [], []
     for i, frame in enumerate(frames):

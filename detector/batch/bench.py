@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.config import AppConfig
+from detector.config import PipelineConfig
 
 CORPUS_HOURS, CORPUS_FPS = 10_000, 30.0
 NODE_CORES = 16  # the node the projection assumes: 16 cores, each as fast as one here
@@ -50,7 +50,7 @@ def throughput(clip: Path, copies: int, workers: int, folder: Path) -> dict:
             shutil.copyfile(clip, inputs[-1])
     out = folder / f"out{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    config = AppConfig()
+    config = PipelineConfig()
     started_wall, started_cpu = time.perf_counter(), time.process_time()
     tally = run_batch(inputs, ResultStore(out, settings(config, False)), LocalEngine(config, False, workers))
     wall, driver_cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
@@ -79,11 +79,10 @@ def _decode(clip: Path, limit: int = 0) -> tuple[list[np.ndarray], float, float]
 
 def stage_costs(clip: Path, limit: int = 0) -> dict:
     """CPU milliseconds per frame of each stage, single-threaded settings: process CPU time
-    around decoding, each of the app's pipeline stages (by their names in ``build_pipeline``)
+    around decoding, each of the app's pipeline stages (by their names in ``create_pipeline``)
     and the batch's sinks; ``ms`` keeps that order. The full-frame
     face search runs on a side thread and counts towards whichever stage runs meanwhile
     (mostly detect); the sum is exact."""
-    from detector.app import build_pipeline
     from detector.batch.local import single_threaded
     from detector.outputs import JsonlSink, VideoSink
     from detector.overlay import Overlay
@@ -91,7 +90,9 @@ def stage_costs(clip: Path, limit: int = 0) -> dict:
     from detector.results import FrameResult
 
     frames, decode_ms, fps = _decode(clip, limit)
-    with build_pipeline(single_threaded(AppConfig())) as pipeline:  # closing it stops the face search's thread
+    from detector.pipeline import create_pipeline
+
+    with create_pipeline(single_threaded(PipelineConfig())) as pipeline:  # closing it stops the face search's thread
         cpu = {name: 0.0 for name, _ in pipeline.stages}  # every stage of the app's pipeline, called one by one
         results = []
         for index, image in enumerate(frames):

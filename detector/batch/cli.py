@@ -19,7 +19,7 @@ from pathlib import Path
 from detector.batch.combine import FAILURES_FILE, SUMMARY_FILE, combine
 from detector.batch.inputs import collect_inputs, result_names
 from detector.batch.store import ResultStore, input_identity
-from detector.config import AppConfig
+from detector.config import PipelineConfig
 from detector.errors import UserError
 from detector.flags import add_detection_flags, add_model_flags, add_smoothing_flag, pipeline_config
 
@@ -65,36 +65,42 @@ class Tally:
     outcomes: list = field(default_factory=list)  # this run's Outcomes, in the order they finished
 
 
-def settings(config: AppConfig, annotate: bool) -> dict:
-    """What the results depend on: a rerun with other settings, or with another model file
-    where the model path was (a retrained or re-exported model), redoes the inputs."""
-    model = {k: v for k, v in asdict(config.model).items() if k != "threads"}  # threads change speed, not results
-    return {"model": model, "model_file": model_file_identity(config), "detector": asdict(config.detector),
-            "tracking": asdict(config.tracking), "whole_image": config.whole_image, "cascade": config.cascade,
-            "smoothing": config.smoothing, "annotate": annotate}
+def settings(config: PipelineConfig, annotate: bool) -> dict:
+    """What the results depend on: a rerun with other settings, or with another model file or
+    card where the model path was (a retrained or re-exported model), redoes the inputs."""
+    pipeline = asdict(config)
+    del pipeline["model"]["threads"]  # threads change speed, not results
+    return {"pipeline": pipeline, "model_file": model_file_identity(config), "model_card": model_card(config).describe(),
+            "annotate": annotate}
 
 
-def model_file_identity(config: AppConfig) -> dict:
+def model_card(config: PipelineConfig):
+    """The card of the model that runs (its labels and what it says of itself): a changed card changes the results."""
+    from detector.model_card import read_card
+
+    path = Path(config.model.path)
+    return read_card(path if path.is_dir() else path.parent, config.model.labels)
+
+
+def model_file_identity(config: PipelineConfig) -> dict:
     """The file that runs (``resolve_model``'s choice: the int8 copy, the ONNX file, a
     SavedModel's ``saved_model.pb``) with its size and modification time, as inputs are
     identified. Raises ModelError (a UserError) where there is no model."""
-    from detector.classifier import resolve_model
+    from detector.backends import resolve_model
 
     backend, path = resolve_model(Path(config.model.path), config.model.backend, config.model.int8)
     path = path / "saved_model.pb" if path.is_dir() else path
     return {"backend": backend, "file": str(path.resolve()), **input_identity(str(path))}
 
 
-def check_pipeline(config: AppConfig) -> None:
-    """Load the model and the cascade once here, so a bad one is one error before any work."""
-    from detector.classifier import EmotionClassifier
-    from detector.faces import HaarFaceDetector
+def check_pipeline(config: PipelineConfig) -> None:
+    """Build the pipeline once here (detector and model), so a bad one is one error before any work."""
+    from detector.pipeline import create_pipeline
 
-    HaarFaceDetector(config.cascade, config.detector)
-    EmotionClassifier(config.model)
+    create_pipeline(config).close()
 
 
-def make_engine(args: argparse.Namespace, config: AppConfig):
+def make_engine(args: argparse.Namespace, config: PipelineConfig):
     if args.workers < 1:
         raise UserError(f"--workers must be 1 or more, got {args.workers}")
     if args.engine == "ray":

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from detector.batch.job import Outcome, analyse
-from detector.config import AppConfig
+from detector.config import PipelineConfig
 
 POLL_S = 0.2  # how often the driver drains frame counts for the progress bar
 
 _worker: dict = {}  # per worker process: config, classifier, annotate, frame-count queue
 
 
-def single_threaded(config: AppConfig) -> AppConfig:
+def single_threaded(config: PipelineConfig) -> PipelineConfig:
     """One inference thread per worker unless ``--threads`` says otherwise (the engines run one
     worker per core instead), and OpenCV on the calling thread."""
     import cv2
@@ -34,7 +34,7 @@ def single_threaded(config: AppConfig) -> AppConfig:
     return replace(config, model=replace(config.model, threads=config.model.threads or 1))
 
 
-def _start_worker(config: AppConfig, annotate: bool, frames: multiprocessing.Queue) -> None:
+def _start_worker(config: PipelineConfig, annotate: bool, frames: multiprocessing.Queue) -> None:
     """Load the model once. Ctrl+C reaches the whole process group: a worker mid-video stops
     at a frame boundary, as the app does; after it, a worker refuses the videos already
     queued to it, so the batch ends at once rather than after them."""
@@ -56,7 +56,7 @@ def _job(item: str, work_dir: str) -> Outcome:
     frames.put((item, 0))  # started: if this worker dies now, only this input is lost
     try:
         return analyse(item, Path(work_dir), _worker["config"], _worker["classifier"], _worker["annotate"],
-                       lambda count: frames.put((item, count)))
+                       lambda count: frames.put((item, count)), stopping=lambda: _worker.get("stopping", False))
     except KeyboardInterrupt:
         _worker["stopping"] = True
         raise
@@ -68,7 +68,7 @@ Job = tuple[str, Path]  # (input, staging folder)
 class LocalEngine:
     name = "local"
 
-    def __init__(self, config: AppConfig, annotate: bool, workers: int):
+    def __init__(self, config: PipelineConfig, annotate: bool, workers: int):
         self.config, self.annotate, self.workers = config, annotate, workers
 
     def run(self, jobs: list[Job], on_frames: Callable[[int], None]) -> Iterator[Outcome]:

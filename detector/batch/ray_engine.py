@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from detector.batch.job import Outcome, analyse
 from detector.batch.local import single_threaded
-from detector.config import AppConfig
+from detector.config import PipelineConfig
 from detector.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -77,25 +77,25 @@ def _check_reachable(address: str) -> None:
         raise UserError(f"cannot connect to the Ray cluster at {address}: {error.strerror or error}") from None
 
 
-def model_files(config: AppConfig) -> tuple[dict[str, bytes], str]:
+def model_files(config: PipelineConfig) -> tuple[dict[str, bytes], str]:
     """The files the model needs, by name, and the path (relative to a folder holding them)
-    to load it from: for ONNX the one file it runs plus model.json and labels.txt, for a
-    SavedModel the whole folder."""
-    from detector.classifier import MODEL_INFO_FILE, resolve_model
-    from detector.labels import LABELS_FILE
+    to load it from: for a backend that loads one file (ONNX) that file plus the model card's,
+    for one that loads the folder (a SavedModel) the whole folder."""
+    from detector.backends import BACKENDS, resolve_model
+    from detector.model_card import card_files
 
     path = Path(config.model.path)
     backend, model_file = resolve_model(path, config.model.backend, config.model.int8)
     folder = path if path.is_dir() else path.parent
-    if backend == "onnx":
-        names = [model_file.name] + [n for n in (MODEL_INFO_FILE, LABELS_FILE) if (folder / n).is_file()]
+    if not BACKENDS[backend].loads_folder:
+        names = [model_file.name] + card_files(folder)
         return {n: (folder / n).read_bytes() for n in names}, "." if path.is_dir() else path.name
     if path.is_file():
         return {path.name: path.read_bytes()}, path.name
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}, "."
 
 
-def _worker_model(config: AppConfig, model_box: list, relative: str):
+def _worker_model(config: PipelineConfig, model_box: list, relative: str):
     """This worker's (config, classifier), loading the model from the object store the first time."""
     import ray
 
@@ -112,7 +112,7 @@ def _worker_model(config: AppConfig, model_box: list, relative: str):
     return _worker[key]
 
 
-def _task(item: str, config: AppConfig, annotate: bool, model_box: list, relative: str, frames) -> tuple[Outcome, dict[str, bytes]]:
+def _task(item: str, config: PipelineConfig, annotate: bool, model_box: list, relative: str, frames) -> tuple[Outcome, dict[str, bytes]]:
     """The Ray task: analyse ``item`` into a temporary folder and hand back the files.
     ``frames``: a ``ray.util.queue.Queue`` the frame counts go to, for the driver's progress bar."""
     if not Path(item).exists():
@@ -128,7 +128,7 @@ def _task(item: str, config: AppConfig, annotate: bool, model_box: list, relativ
 class RayEngine:
     name = "ray"
 
-    def __init__(self, config: AppConfig, annotate: bool, address: str | None, workers: int):
+    def __init__(self, config: PipelineConfig, annotate: bool, address: str | None, workers: int):
         self.config, self.annotate = config, annotate
         self.started = connect(address, workers)
 

@@ -6,6 +6,9 @@ frame's shorter side) are not searched for. Boxes come back in frame pixels.
 No histogram equalisation: the cascade normalises each window's contrast itself, and
 equalising the whole frame lost faces next to bright or dark regions (4-face bench
 recall 94% with it, 99.9% without). The cascade gives no score: every score is 1.0.
+
+OpenCV is imported where the cascade runs, not at the top: every front end imports this
+module to list its flags, and ``serve`` must set OpenCV's decoder pixel limit before cv2 loads.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from detector.detection import FaceDetections, register_detector
@@ -69,6 +71,8 @@ class HaarFaceDetector:
     rotation_tolerant = False
 
     def __init__(self, config: HaarConfig | None = None):
+        import cv2
+
         config = config or HaarConfig()
         path = Path(config.cascade)
         if not path.is_file():
@@ -88,6 +92,8 @@ class HaarFaceDetector:
     def detect(self, frame: np.ndarray, region: np.ndarray | None = None, *, strict: bool = False) -> FaceDetections:
         """See :meth:`detector.detection.FaceDetector.detect`. ``strict`` re-finds with
         ``min_neighbors`` votes instead of ``min_neighbors_near``."""
+        import cv2
+
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if region is None:
             return FaceDetections.from_boxes(self._detect_frame(gray))
@@ -96,6 +102,8 @@ class HaarFaceDetector:
 
     def _detect_frame(self, gray: np.ndarray) -> np.ndarray:
         """``(N, 4)`` boxes in ``gray`` pixels, largest first."""
+        import cv2
+
         height, width = gray.shape
         scale = 1.0
         if self.config.detect_width and width > self.config.detect_width:
@@ -117,6 +125,8 @@ class HaarFaceDetector:
     def _detect_near(self, gray: np.ndarray, box: np.ndarray, min_neighbors: int) -> np.ndarray:
         """Faces in a small region around ``box``, searching only sizes near its own (a
         handful of scales on a ~100 px patch instead of the whole frame), nearest first."""
+        import cv2
+
         x, y, w, h = (int(v) for v in box)
         margin = int(self.config.roi_margin * max(w, h))
         x0, y0 = max(0, x - margin), max(0, y - margin)

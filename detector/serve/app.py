@@ -145,8 +145,11 @@ def _add_info_routes(app: FastAPI) -> None:
     @app.get("/model", response_model=ModelInfo)
     def model(request: Request) -> ModelInfo:
         classifier = request.app.state.pool.classifier
+        card = classifier.card
         return ModelInfo(labels=list(classifier.labels), input_size=list(classifier.input_size), channels=classifier.channels,
-                         backend=classifier.backend.name, model_file=Path(classifier.model_file).name)
+                         backend=classifier.backend.name, model_file=Path(classifier.model_file).name, outputs=card.outputs,
+                         tta=card.tta, arch=card.arch, members=card.members,
+                         calibration=card.to_json().get("calibration"))
 
 
 def _add_image_routes(app: FastAPI, config: ServeConfig) -> None:

@@ -54,31 +54,26 @@ def serve_parser() -> argparse.ArgumentParser:
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
-    """Raises UserError for values out of range (argparse has checked the types)."""
-    for name in ("max_bytes", "max_pixels", "workers", "max_streams"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be 1 or more, got {value}")
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must be 0-65535, got {args.port}")
-    optional = {"workers": args.workers} if args.workers else {}
+    """Raises SettingsError for values out of range (argparse has checked the types)."""
+    optional = {"workers": args.workers} if args.workers is not None else {}
     return ServeConfig(pipeline=pipeline_config(args), host=args.host, port=args.port, max_bytes=args.max_bytes,
                        max_pixels=args.max_pixels, max_streams=args.max_streams, cors_origins=tuple(args.cors), **optional)
 
 
 def check_startable(config: ServeConfig) -> "EmotionClassifier":
     """What would stop the server, found before it starts: loads the model (once; the app
-    is handed it) and the cascade, and tries the port.
+    is handed it) and the face detector, and tries the port.
 
     Raises:
-        UserError: the model or cascade is missing or unusable (a ModelError: no labels.txt,
-            a bad model.json...), or the port cannot be bound.
+        UserError: the model or the detector's files are missing or unusable (a ModelError: no labels.txt,
+            a bad model card...), or the port cannot be bound.
     """
-    from detector.faces import HaarFaceDetector
+    from detector.detection import create_detector
     from detector.serve.engine import shared_classifier
 
     classifier = shared_classifier(config.pipeline.model)
-    HaarFaceDetector(config.pipeline.cascade, config.pipeline.detector)
+    detection = config.pipeline.detection
+    create_detector(detection.name, detection.settings).close()
     try:
         infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:

@@ -1,4 +1,5 @@
-"""Every setting of the server in one place; ``serve_main`` fills it, ``create_app`` reads it."""
+"""The server's own settings (its pipeline's are a :class:`~detector.config.PipelineConfig`);
+``serve_main`` fills them, ``create_app`` reads them, ``__post_init__`` checks them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from detector.config import AppConfig
+from detector.config import PipelineConfig
+from detector.errors import check_settings
 
 
 def default_workers() -> int:
@@ -26,7 +28,7 @@ def loopback_only(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    pipeline: AppConfig = field(default_factory=AppConfig)  # model, detector, cascade, smoothing: as for the app
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)  # model, detector, identity, smoothing: as for the app
     host: str = "127.0.0.1"  # loopback only unless asked; other interfaces get a warning
     port: int = 8000
     max_bytes: int = 10 * 1024 * 1024  # largest accepted image file (bytes), before any decoding
@@ -36,6 +38,6 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (and open /ws) from other pages
 
     def __post_init__(self) -> None:
-        if min(self.max_bytes, self.max_pixels, self.workers, self.max_streams) < 1:
-            raise ValueError(f"ServeConfig: max_bytes, max_pixels, workers and max_streams must be >= 1, got "
-                             f"{self.max_bytes}, {self.max_pixels}, {self.workers}, {self.max_streams}")
+        check_settings(*(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(self, name)}"
+                         for name in ("max_bytes", "max_pixels", "workers", "max_streams") if getattr(self, name) < 1),
+                       f"--port must be 0-65535, got {self.port}" if not 0 <= self.port <= 65535 else "")

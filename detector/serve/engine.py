@@ -1,11 +1,11 @@
 """The app's pipeline, shared by requests without sharing what it remembers.
 
-A pipeline remembers faces, their ids and smoothed probabilities per *source name* and
-starts afresh when the name changes (that is how each image of a folder stands alone).
-So one-shot requests borrow a pipeline from a small pool and give their frame a name no
-frame had before: every stage starts from nothing, and nothing of one request reaches
-another. Building a pipeline per request would do the same but costs about as much as
-the request itself (docs/SERVING.md measures both). A WebSocket connection gets a
+A pipeline remembers faces, their ids and smoothed probabilities until it is reset. So
+one-shot requests borrow a pipeline from a small pool, which resets it before the frame:
+every stage starts from nothing, and nothing of one request reaches another. Building a
+pipeline per request would do the same but costs about as much as the request itself
+(docs/SERVING.md measures both). ``?whole=true`` borrows from a second pool, of pipelines
+built in whole-image mode ``always`` (no detection: the picture is the face). A WebSocket connection gets a
 pipeline of its own, so the face finder in its detect stage keeps each face's id across
 frames and its smoother follows them.
 
@@ -15,7 +15,6 @@ a model is loaded once per server, not per pipeline or connection.
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 import time
@@ -25,11 +24,10 @@ from typing import Iterator
 
 import numpy as np
 
-from detector.app import build_pipeline
 from detector.classifier import EmotionClassifier
-from detector.config import AppConfig, ModelConfig
-from detector.pipeline import Pipeline
-from detector.results import Faces, FrameResult
+from detector.config import ModelConfig, PipelineConfig
+from detector.pipeline import Pipeline, create_pipeline
+from detector.results import FrameResult
 
 
 class _OneCallAtATime:
@@ -62,15 +60,18 @@ def shared_classifier(config: ModelConfig) -> EmotionClassifier:
 
 
 class PipelinePool:
-    """``size`` pipelines for stateless one-shot calls; a call waits while all are busy.
-    Thread-safe: each pipeline serves one call at a time. ``close()`` stops their threads."""
+    """``size`` pipelines for stateless one-shot calls, and ``size`` in whole-image mode; a
+    call waits while all of its kind are busy. Thread-safe: each pipeline serves one call at
+    a time. ``close()`` stops their threads."""
 
-    def __init__(self, config: AppConfig, size: int, classifier: EmotionClassifier):
-        self._pipelines = [build_pipeline(config, classifier) for _ in range(size)]
-        self._idle: queue.Queue[Pipeline] = queue.Queue()
-        for pipeline in self._pipelines:
-            self._idle.put(pipeline)
-        self._names = itertools.count(1)
+    def __init__(self, config: PipelineConfig, size: int, classifier: EmotionClassifier):
+        whole = replace(config, whole_image="always")
+        self._idle: dict[bool, queue.Queue[Pipeline]] = {False: queue.Queue(), True: queue.Queue()}
+        self._pipelines: list[Pipeline] = []
+        for kind, settings in ((False, config), (True, whole)):
+            for _ in range(size):
+                self._pipelines.append(create_pipeline(settings, classifier))
+                self._idle[kind].put(self._pipelines[-1])
         self.classifier = classifier  # for /model
 
     def close(self) -> None:
@@ -78,23 +79,19 @@ class PipelinePool:
             pipeline.close()
 
     @contextmanager
-    def _borrowed(self) -> Iterator[Pipeline]:
-        pipeline = self._idle.get()
+    def _borrowed(self, whole: bool) -> Iterator[Pipeline]:
+        pipeline = self._idle[whole].get()
         try:
+            pipeline.reset()  # as if it had never seen a frame
             yield pipeline
         finally:
-            self._idle.put(pipeline)
+            self._idle[whole].put(pipeline)
 
     def predict(self, image: np.ndarray, whole: bool = False) -> FrameResult:
         """The faces of one ``(H, W, 3)`` BGR image, as if the pipeline had never seen a frame.
         ``whole``: skip detection and classify the whole picture as one face."""
-        frame = FrameResult(index=0, time=0.0, source=f"request {next(self._names)}", image=image)
-        with self._borrowed() as pipeline:
-            if not whole:
-                return pipeline(frame)
-            height, width = image.shape[:2]
-            frame = replace(frame, faces=Faces(np.array([[0, 0, width, height]])))
-            return dict(pipeline.stages)["classify"](frame)
+        with self._borrowed(whole) as pipeline:
+            return pipeline(FrameResult(index=0, time=0.0, source="request", image=image))
 
 
 class Stream:
@@ -103,8 +100,8 @@ class Stream:
     constant is measured in. Not thread-safe: one frame at a time. ``close()`` when the
     connection ends: it stops the pipeline's face-search thread."""
 
-    def __init__(self, config: AppConfig, name: str, classifier: EmotionClassifier):
-        self.pipeline = build_pipeline(config, classifier)
+    def __init__(self, config: PipelineConfig, name: str, classifier: EmotionClassifier):
+        self.pipeline = create_pipeline(config, classifier)
         self.name = name
         self._started = time.perf_counter()
         self._frames = 0

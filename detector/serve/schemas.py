@@ -32,8 +32,8 @@ class FacePredictions(BaseModel):
 
 
 class StreamFace(FaceOut):
-    id: int | None = Field(None, description="stays with the face across this connection's frames; null for a face "
-                                        "the finder does not follow (a face-sized picture classified whole)")
+    id: int = Field(description="stays with the face across this connection's frames; a face-sized picture "
+                                "classified whole is one face too, with an id of its own")
     raw_probs: dict[str, float] = Field(description="this frame alone, before smoothing; probs are smoothed over time")
 
 
@@ -56,6 +56,11 @@ class ModelInfo(BaseModel):
     channels: int
     backend: str
     model_file: str = Field(description="file name only; the server never shows its folders")
+    outputs: str | None = Field(description="probabilities or logits, as the model card declares; null: undeclared")
+    tta: str | None = Field(description="test-time augmentation baked into the model: flip, or null")
+    arch: str | None = Field(description="the architecture's name, where the card says")
+    members: int = Field(description="networks averaged in the model (an ensemble: more than 1)")
+    calibration: dict | None = Field(description="how the scores were calibrated (method, temperature, fitted_on); null: not calibrated")
 
 
 class Health(BaseModel):
@@ -73,8 +78,8 @@ def faces_out(result: FrameResult) -> list[FaceOut]:
 
 def stream_frame(result: FrameResult, decode_ms: float) -> StreamFrame:
     """A frame of a stream, its faces with ids and smoothed; ``raw_probs`` equal ``probs`` where
-    smoothing changed nothing. A face without an id in its record gets ``id: null``."""
-    faces = [StreamFace(box=r["box"], id=r.get("id"), label=r["label"], score=r["score"], probs=most_likely_first(r["probs"]),
+    smoothing changed nothing. Every face has an id: the face finder's, or the whole-image stage's."""
+    faces = [StreamFace(box=r["box"], id=r["id"], label=r["label"], score=r["score"], probs=most_likely_first(r["probs"]),
                         raw_probs=most_likely_first(r.get("raw_probs", r["probs"]))) for r in result.records]
     timings = {"decode": round(decode_ms, 2), **{k: round(v, 2) for k, v in result.timings.items()}}
     height, width = result.image.shape[:2]

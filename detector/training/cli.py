@@ -175,7 +175,7 @@ def train_main(argv: Sequence[str]) -> int:
 
 def _train_then_export_tta(config: TrainConfig) -> Path:
     """``train`` exports without TTA (TrainConfig has no ``tta`` field), so export here instead."""
-    from detector.labels import LABELS_FILE, read_labels
+    from detector.model_card import LABELS_FILE, read_labels
     from detector.training.export import export_model
 
     out = train(dataclasses.replace(config, export=False, extra={**config.extra, "tta": "flip"}))

@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from detector.classifier import METRICS_FILE, EmotionClassifier
+from detector.classifier import EmotionClassifier
+from detector.model_card import METRICS_FILE
 from detector.config import ModelConfig
 from detector.errors import UserError
 from detector import flags

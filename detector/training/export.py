@@ -1,7 +1,7 @@
 """Export a trained ``.keras`` core model to the folder the app loads.
 
 ``OUT/`` is a TensorFlow SavedModel (raw 0-255 float32 NHWC in, softmax out) with
-``labels.txt``, ``model.json``, ``model.onnx`` and ``metrics.json`` beside it. The ONNX
+the model card (``detector.model_card``), ``model.onnx`` and ``metrics.json`` beside it. The ONNX
 copy is checked against the SavedModel on real FER2013 faces: a converter bug that
 shows only on natural images would otherwise reach users. With data, a static int8
 copy (``model.int8.onnx``, what the app runs) is added when it keeps val accuracy.
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import keras
 import numpy as np
 
-from detector.classifier import METRICS_FILE, MODEL_INFO_FILE, ONNX_FILE
+from detector.backends import ONNX_FILE
+from detector.model_card import LABELS_FILE, METRICS_FILE, ModelCard, read_labels, write_card
 from detector.training.ferplus import LABEL_SOURCES
-from detector.labels import FER2013_LABELS, LABELS_FILE, read_labels, write_labels
 from detector.training.quantize import add_int8
 from detector.training.train import TRAIN_INFO_FILE
 
@@ -57,7 +57,7 @@ class HorizontalFlip(keras.layers.Layer):
 
 
 def _ends_in_softmax(model: keras.Model) -> bool:
-    """Whether the model's last layer is a softmax (so its rows are probabilities, for model.json)."""
+    """Whether the model's last layer is a softmax (so its rows are probabilities, for the model card)."""
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
     return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
@@ -322,14 +322,11 @@ def export_model(keras_path: Path, out_dir: Path, classes: Sequence[str], data: 
     model.export(str(staging), format="tf_saved_model", verbose=False)
     metrics["onnx_converter"] = _to_onnx(model, staging, staging / ONNX_FILE)
     metrics.update(verify_onnx(staging, staging / ONNX_FILE, images))
-    write_labels(staging / LABELS_FILE, classes)
     tta_name = "flip" if tta else None
-    shape = [int(d) for d in core.input_shape[1:]]
-    info = {"input_scale": 255.0, "arch": _arch_name(keras_path, core), "input_shape": shape, "tta": tta_name,
-            "outputs": "probabilities" if _ends_in_softmax(core) else "logits"}
-    if len(cores) > 1:
-        info["members"] = len(cores)  # an ensemble of that many ``arch`` networks, averaged in the graph
-    (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_card(staging, ModelCard(labels=tuple(classes), input_shape=tuple(int(d) for d in core.input_shape[1:]),
+                                  input_scale=255.0, outputs="probabilities" if _ends_in_softmax(core) else "logits",
+                                  tta=tta_name, arch=_arch_name(keras_path, core),
+                                  members=len(cores)))  # an ensemble of that many ``arch`` networks, averaged in the graph
     if int8 and "val_accuracy_no_tta" in metrics:  # real val faces whose classes match: int8 can be judged
         metrics.update(add_int8(staging, val))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -365,11 +362,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = _parser().parse_args(argv)
     first, *others = args.keras_paths
     labels = first.parent / LABELS_FILE  # written there by train.py
-    if labels.is_file():
-        classes = read_labels(labels)
-    else:
-        log.warning("no %s: assuming FER2013's class order %s", labels, FER2013_LABELS)
-        classes = list(FER2013_LABELS)
+    if not labels.is_file():  # never guessed: FER2013's order and a class-folder (alphabetical) order differ, silently
+        raise SystemExit(f"error: no {labels}: put the class names there, one per line in the model's output order")
+    classes = read_labels(labels)
     for other in others:
         if (other.parent / LABELS_FILE).is_file() and read_labels(other.parent / LABELS_FILE) != classes:
             raise ValueError(f"{other} was trained on other classes (or another order) than {first}")

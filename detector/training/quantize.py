@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.classifier import INT8_ONNX_FILE, ONNX_FILE, EmotionClassifier, ModelConfig
+from detector.backends import INT8_ONNX_FILE, ONNX_FILE
+from detector.classifier import EmotionClassifier, ModelConfig
 
 if TYPE_CHECKING:
     from detector.training.data import Split

@@ -5,7 +5,7 @@
 The model's raw probabilities on FER2013 PublicTest (``val``) are compared with each face's
 FER+ vote distribution; the temperature ``T`` that minimises their cross-entropy (a proper
 scoring rule, so the fitted scores tend to the vote shares) is written to the folder's
-``model.json`` (``detector.calibration``). The expected calibration error of the shown
+model card (``detector.model_card``; applied by ``detector.calibration``). The expected calibration error of the shown
 score against the share of people who chose that label is reported before and after, on val
 (where ``T`` was fitted) and on PrivateTest (``test``, read only for the report).
 """
@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from detector.calibration import METHOD, apply_temperature
 from detector.errors import UserError
+from detector.model_card import MODEL_CARD_FILE, Calibration, write_card
 from detector.paths import DEFAULT_DATA_DIR
 
 log = logging.getLogger(__name__)
@@ -53,20 +55,20 @@ def _raw_probabilities(classifier, split) -> np.ndarray:
 
 def calibrate(model: str, data: str) -> dict:
     """Fit ``T`` for the model folder ``model`` on ``data``'s val split, record it in its
-    ``model.json``, and return the fit's report (``T``, ECE and cross-entropy before/after on
+    model card (``detector.model_card``), and return the fit's report (``T``, ECE and cross-entropy before/after on
     val and test).
 
     Raises:
         UserError: ``model`` is not a folder, or ``data`` has no FER+ votes.
     """
-    from detector.classifier import MODEL_INFO_FILE, EmotionClassifier
+    from detector.classifier import EmotionClassifier
     from detector.config import ModelConfig
     from detector.training import ferplus
     from detector.training.evaluate import load_eval_split
 
     folder = Path(model)
     if not folder.is_dir():
-        raise UserError(f"the temperature is recorded in a model folder's {MODEL_INFO_FILE}: {model} is not a folder")
+        raise UserError(f"the temperature is recorded in a model folder's {MODEL_CARD_FILE}: {model} is not a folder")
     if not ferplus.has_votes(data):
         raise UserError(f"no FER+ votes: {ferplus.votes_path(data)} not found")
     classifier = EmotionClassifier(ModelConfig(str(folder)))
@@ -87,11 +89,8 @@ def calibrate(model: str, data: str) -> dict:
                               "mean_score": [before["mean_score"], after["mean_score"]],
                               "mean_vote_share": after["mean_vote_share"]}
     report["temperature"] = fitted
-    info_path = folder / MODEL_INFO_FILE
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    info["calibration"] = {"method": METHOD, "temperature": fitted,
-                           "fitted_on": "FER2013 PublicTest (val), FER+ vote distribution, cross-entropy"}
-    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    calibration = Calibration(METHOD, float(fitted), "FER2013 PublicTest (val), FER+ vote distribution, cross-entropy")
+    write_card(folder, replace(classifier.card, calibration=calibration))
     return report
 
 
@@ -110,7 +109,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m detector.training.temperature", description=__doc__.split("\n")[0])
-    p.add_argument("model", help="model folder: its model.json receives the temperature")
+    p.add_argument("model", help=f"model folder: its {MODEL_CARD_FILE} receives the temperature")
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="FER2013 folder tree with ferplus.csv (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the report here")
     args = p.parse_args(argv)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.config import TrainConfig
+from detector.model_card import LABELS_FILE, write_labels
 
 RAW_WEIGHTS = "best.weights.h5"  # best raw weights on val (ModelCheckpoint)
 EMA_WEIGHTS = "best_ema.weights.h5"  # best weight average on val (EmaValidation)
@@ -120,7 +121,7 @@ def train(config: TrainConfig) -> Path:
     chosen = _choose_weights(out / "history.csv", bool(config.ema_momentum))
     model.load_weights(str(out / (EMA_WEIGHTS if chosen["weights"] == "ema" else RAW_WEIGHTS)))
     core.save(out / "best.keras")
-    (out / "labels.txt").write_text("\n".join(classes) + "\n")
+    write_labels(out / LABELS_FILE, classes)
     data = {"path": str(Path(config.data).resolve()), "labels_from": config.labels_from,
             "train_images": len(train_split), "val_images": len(val_split)}
     info = {"arch": config.arch, **chosen, "data": data, "train_minutes": round(clock.minutes, 1),
