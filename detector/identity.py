@@ -14,7 +14,6 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, fields
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from detector.config import IdentityConfig
@@ -105,21 +104,21 @@ class FaceFinder:
         self._next_search = 0
         self._pending: tuple[int, int, Future] | None = None  # (frame searched, frame its faces join at, the search)
 
-    def __call__(self, image: np.ndarray, time: float = 0.0) -> Faces:
-        """Faces seen in ``image`` (BGR or gray), largest first, with ids; ``time`` in seconds
-        (the frame's own), for how long a lost face is remembered."""
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    def __call__(self, frame: np.ndarray, time: float = 0.0) -> Faces:
+        """Faces seen in ``frame`` (``(H, W, 3)`` BGR or ``(H, W)`` gray, handed to the detector
+        as it is), largest first, with ids; ``time`` in seconds (the frame's own), for how long
+        a lost face is remembered."""
         config = self.config
         if self._frame == 0:
-            self._set(self._new_faces(self._searcher.detect(gray).boxes, time), gray.shape)
+            self._set(self._new_faces(self._searcher.detect(frame).boxes, time), frame.shape[:2])
             self._next_search = max(1, config.full_every)
         else:
-            lost = self._refind(gray, time)
+            lost = self._refind(frame, time)
             if self._pending is None and (self._frame >= self._next_search or lost or len(self._known) == 0):
-                self._search(gray)
+                self._search(frame)
             if self._pending is not None and self._pending[1] <= self._frame:
                 searched_frame, _, search = self._pending
-                self._merge(gray, search.result(), searched_frame, time)
+                self._merge(frame, search.result(), searched_frame, time)
                 self._pending = None
         self._frame += 1
         seen = self._known.take(self._known.missed == 0)  # only faces seen in this frame: no box over where one was
@@ -135,12 +134,12 @@ class FaceFinder:
                 future.exception()  # waits; a failed search is of no interest to a finder being dropped
             self._pending = None
 
-    def _refind(self, gray: np.ndarray, time: float) -> bool:
+    def _refind(self, frame: np.ndarray, time: float) -> bool:
         """Re-find each known face near its predicted box; True when a face just slipped."""
         known, weight = self._known, self.config.velocity_weight
         predicted = known.predicted()
-        found = self._one_face_each([self._look(gray, known.boxes[i], predicted[i]) for i in range(len(known))], predicted)
-        found = self._tilted(gray, known.boxes, found)
+        found = self._one_face_each([self._look(frame, known.boxes[i], predicted[i]) for i in range(len(known))], predicted)
+        found = self._tilted(frame, known.boxes, found)
         boxes, velocity, missed = known.boxes.copy(), known.velocity.copy(), known.missed.copy()
         for i, box in enumerate(found):
             if box is None:
@@ -152,24 +151,24 @@ class FaceFinder:
         known = _Known(boxes, known.ids, velocity, missed, known.doubted)
         keep = missed <= self.config.keep_missed
         self._forget(known.take(~keep), time)
-        self._set(known.take(keep), gray.shape)
+        self._set(known.take(keep), frame.shape[:2])
         return bool(np.any(missed == 1))
 
-    def _look(self, gray: np.ndarray, last: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
+    def _look(self, frame: np.ndarray, last: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
         """Re-find one face around its last box, then, for a face missed for a while, around
         where its velocity took it (it went on behind something)."""
-        box = self._near(gray, last)
+        box = self._near(frame, last)
         moved = np.round(predicted).astype(np.int64)
         if box is None and not np.array_equal(moved, last):
-            box = self._near(gray, moved)
+            box = self._near(frame, moved)
         return box
 
-    def _near(self, gray: np.ndarray, box: np.ndarray, strict: bool = False) -> np.ndarray | None:
+    def _near(self, frame: np.ndarray, box: np.ndarray, strict: bool = False) -> np.ndarray | None:
         """The face the detector finds nearest ``box``, of about its size, as an int64 box; or None."""
-        found = self.detector.detect(gray, region=box, strict=strict)
+        found = self.detector.detect(frame, region=box, strict=strict)
         return found.boxes[0].astype(np.int64) if len(found) else None
 
-    def _tilted(self, gray: np.ndarray, last: np.ndarray, found: list) -> list:
+    def _tilted(self, frame: np.ndarray, last: np.ndarray, found: list) -> list:
         """Look for each face not re-found upright at a tilt (``detector.tilt``), but only a
         face with no other known face near it: next to another face, the tilted search would
         find that one (two faces crossing), and the finder would give it the wrong id."""
@@ -181,7 +180,7 @@ class FaceFinder:
             others = np.delete(np.arange(len(last)), i)
             apart = np.linalg.norm(centres[others] - centres[i], axis=1) > self.config.reid_distance * (sides[others] + sides[i]) / 2
             if apart.all():
-                found[i] = find_tilted(self._near, gray, last[i], angles)
+                found[i] = find_tilted(self._near, frame, last[i], angles)
         return found
 
     def _one_face_each(self, found: list, predicted: np.ndarray) -> list:
@@ -247,21 +246,21 @@ class FaceFinder:
             used_b.add(b)
         return pairs
 
-    def _search(self, gray: np.ndarray) -> None:
+    def _search(self, frame: np.ndarray) -> None:
         config = self.config
         lag = max(0, config.full_lag) if self._executor is not None else 0
         if lag:
-            future = self._executor.submit(self._full_search, gray)
+            future = self._executor.submit(self._full_search, frame)
         else:
             future = Future()
-            future.set_result(self._full_search(gray))
+            future.set_result(self._full_search(frame))
         self._pending = (self._frame, self._frame + lag, future)
         self._next_search = self._frame + max(1, config.full_every)
 
-    def _full_search(self, gray: np.ndarray) -> np.ndarray:
-        return self._searcher.detect(gray).boxes
+    def _full_search(self, frame: np.ndarray) -> np.ndarray:
+        return self._searcher.detect(frame).boxes
 
-    def _merge(self, gray: np.ndarray, searched: np.ndarray, searched_frame: int, time: float) -> None:
+    def _merge(self, frame: np.ndarray, searched: np.ndarray, searched_frame: int, time: float) -> None:
         """Add the search's new faces, re-found in this frame when the search looked at an
         earlier one (a face may have left since). A known face the search missed (it looks at
         a smaller frame) is doubted unless its own region holds a face at full strength; a
@@ -271,13 +270,13 @@ class FaceFinder:
         same = _same_face(known.boxes, searched)
         doubted = np.where(same.any(axis=1), 0, known.doubted + 1)
         for i in np.flatnonzero(doubted):
-            if self._near(gray, known.boxes[i], strict=True) is not None:
+            if self._near(frame, known.boxes[i], strict=True) is not None:
                 doubted[i] = 0
         known = _Known(known.boxes, known.ids, known.velocity, known.missed, doubted.astype(np.int32))
         self._forget(known.take(doubted >= 2), time)
         new = searched[~same.any(axis=0)]
         if searched_frame != self._frame and len(new):
-            found = [self._near(gray, box) for box in new]
+            found = [self._near(frame, box) for box in new]
             new = np.array([box for box in found if box is not None], np.int64).reshape(-1, 4)
         kept = known.take(doubted < 2)
         self._forget(kept.take(kept.missed > 0), time)  # a face its region lost may be one the search found elsewhere
@@ -285,4 +284,4 @@ class FaceFinder:
         kept = kept.take(~np.isin(kept.ids, fresh.ids))
         followed = set(kept.ids.tolist())
         self._lost = [lost for lost in self._lost if lost.id not in followed]
-        self._set(kept + fresh, gray.shape)
+        self._set(kept + fresh, frame.shape[:2])

@@ -23,12 +23,13 @@ DetectNear = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
 def find_tilted(detect_near: DetectNear, gray: np.ndarray, box: np.ndarray, angles: tuple[float, ...]) -> np.ndarray | None:
     """The face around ``box`` (``[x, y, w, h]``, frame pixels) at the first of ``angles``
-    (degrees) that shows it, as an upright ``int64`` box of its size inside ``gray``; or None."""
+    (degrees) that shows it, as an upright ``int64`` box of its size inside ``gray`` (a gray or BGR frame); or None."""
     x, y, w, h = (float(v) for v in box)
     side = max(w, h)
     x0, y0 = int(max(0, x - side)), int(max(0, y - side))
     x1, y1 = int(min(gray.shape[1], x + w + side)), int(min(gray.shape[0], y + h + side))
     crop = gray[y0:y1, x0:x1]
+    crop = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)  # only the region: the same pixels as a gray frame's
     if min(crop.shape) < 24:
         return None
     centre = ((x1 - x0) / 2, (y1 - y0) / 2)

@@ -7,24 +7,20 @@ a name (timm's ``register_model`` idea); :func:`create_detector` builds one by t
 an unknown name is an error listing the valid ones.
 
 Adding a detector is one new module that defines a class decorated with
-:func:`register_detector` plus one entry in :data:`BUILTIN_DETECTORS` (the module to import
-for that name, so ``--detector``'s choices list it without importing every detector).
+:func:`register_detector` plus one import line at the end of this file (the registry entry:
+a plain import, so PyInstaller bundles it and ``--detector`` lists it). A detector module
+imports its heavy libraries where it runs, not at the top: every front end imports them
+all to list their flags.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from detector.errors import SettingsError
-
-#: name -> the module that registers it. The one list to extend with a new detector.
-BUILTIN_DETECTORS = {
-    "haar": "detector.detection.haar",
-}
 
 #: BlazeFace's keypoint order (K = 6); other detectors with keypoints document their own.
 BLAZEFACE_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
@@ -138,18 +134,16 @@ def register_detector(name: str) -> Callable[[type[_T]], type[_T]]:
 
 
 def detector_names() -> tuple[str, ...]:
-    """Every name ``--detector`` takes: the built-in ones first, then any registered since."""
-    return tuple(BUILTIN_DETECTORS) + tuple(name for name in _REGISTRY if name not in BUILTIN_DETECTORS)
+    """Every name ``--detector`` takes, in the order they registered (the default first)."""
+    return tuple(_REGISTRY)
 
 
 def detector_class(name: str) -> type:
-    """The class registered as ``name``, importing its module on first use.
+    """The class registered as ``name``.
 
     Raises:
         SettingsError: no detector has that name (the message lists the valid ones).
     """
-    if name not in _REGISTRY and name in BUILTIN_DETECTORS:
-        importlib.import_module(BUILTIN_DETECTORS[name])
     if name not in _REGISTRY:
         raise SettingsError(f"unknown face detector {name!r}; choose one of: {', '.join(detector_names())}")
     return _REGISTRY[name]
@@ -169,3 +163,7 @@ def create_detector(name: str, config: Any = None) -> FaceDetector:
     elif settings_type is not None and not isinstance(config, settings_type):
         raise SettingsError(f"face detector {name!r} takes {settings_type.__name__} settings, got {type(config).__name__}")
     return cls(config)
+
+
+# The registry: each built-in detector registers itself when imported here.
+from detector.detection import haar  # noqa: E402,F401

@@ -25,6 +25,13 @@ from detector.errors import UserError, check_settings
 from detector.paths import DEFAULT_CASCADE, resource
 
 
+def _gray(image: np.ndarray) -> np.ndarray:
+    """A BGR image (or a region of one) as the cascade reads it; a gray one as it is."""
+    import cv2
+
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
 @dataclass(frozen=True)
 class HaarConfig:
     """The cascade and its settings; docs/PERFORMANCE.md measured the defaults.
@@ -92,13 +99,10 @@ class HaarFaceDetector:
     def detect(self, frame: np.ndarray, region: np.ndarray | None = None, *, strict: bool = False) -> FaceDetections:
         """See :meth:`detector.detection.FaceDetector.detect`. ``strict`` re-finds with
         ``min_neighbors`` votes instead of ``min_neighbors_near``."""
-        import cv2
-
-        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if region is None:
-            return FaceDetections.from_boxes(self._detect_frame(gray))
+            return FaceDetections.from_boxes(self._detect_frame(_gray(frame)))
         config = self.config
-        return FaceDetections.from_boxes(self._detect_near(gray, region, config.min_neighbors if strict else config.min_neighbors_near))
+        return FaceDetections.from_boxes(self._detect_near(frame, region, config.min_neighbors if strict else config.min_neighbors_near))
 
     def _detect_frame(self, gray: np.ndarray) -> np.ndarray:
         """``(N, 4)`` boxes in ``gray`` pixels, largest first."""
@@ -122,19 +126,20 @@ class HaarFaceDetector:
         boxes = clamp_boxes(boxes, width, height)
         return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
 
-    def _detect_near(self, gray: np.ndarray, box: np.ndarray, min_neighbors: int) -> np.ndarray:
+    def _detect_near(self, frame: np.ndarray, box: np.ndarray, min_neighbors: int) -> np.ndarray:
         """Faces in a small region around ``box``, searching only sizes near its own (a
-        handful of scales on a ~100 px patch instead of the whole frame), nearest first."""
+        handful of scales on a ~100 px patch instead of the whole frame), nearest first.
+        Only the region is made gray: the identity stage calls this several times a frame."""
         import cv2
 
         x, y, w, h = (int(v) for v in box)
         margin = int(self.config.roi_margin * max(w, h))
         x0, y0 = max(0, x - margin), max(0, y - margin)
-        x1, y1 = min(gray.shape[1], x + w + margin), min(gray.shape[0], y + h + margin)
+        x1, y1 = min(frame.shape[1], x + w + margin), min(frame.shape[0], y + h + margin)
         if x1 - x0 < 2 or y1 - y0 < 2:  # the frame shrank under a known face (a stream changed size)
             return np.zeros((0, 4), np.int32)
         scale = self.config.roi_face_px / max(w, 1)
-        patch = cv2.resize(gray[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        patch = cv2.resize(_gray(frame[y0:y1, x0:x1]), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         if min(patch.shape) < 24:
             return np.zeros((0, 4), np.int32)
         side = self.config.roi_face_px
