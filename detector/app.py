@@ -18,8 +18,8 @@ import cv2
 
 from detector.classifier import EmotionClassifier
 from detector.config import AppConfig
-from detector.errors import SourceError, UserError
-from detector.outputs import JsonlSink, VideoSink, check_writable
+from detector.errors import SourceError
+from detector.outputs import JsonlSink, VideoSink, check_writable, make_folder
 from detector.overlay import FrameRate, Overlay, ProbabilityHistory
 from detector.paths import SAMPLE_CLIP, resource
 from detector.pipeline import create_pipeline
@@ -152,11 +152,7 @@ def run(config: AppConfig, classifier: EmotionClassifier | None = None, bar=None
 
 def _results_paths(config: AppConfig) -> tuple[str, str]:
     """Headless with no output named: a results folder, made only once the source has opened."""
-    folder = Path(config.results_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create results folder {folder}: {error.strerror or error}") from None
+    folder = make_folder(Path(config.results_dir), "results folder")
     print(f"No display: writing results to {folder}/", file=sys.stderr)
     return str(folder / JSONL_FILE), str(folder / VIDEO_FILE)
 

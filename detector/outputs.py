@@ -28,6 +28,34 @@ def video_size(width: int, height: int) -> tuple[int, int]:
     return min(high, max(low, round(width * scale))), min(high, max(low, round(height * scale)))
 
 
+def make_folder(folder: Path, what: str) -> Path:
+    """``folder`` made with its parents (an existing one is fine); ``what`` names it in the one
+    line a failure gives (``"report folder"``).
+
+    Raises:
+        UserError: it is a file, or it cannot be made (no permission, a full or read-only disk).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} is a file, expected a folder: {folder}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {what} {folder}: {error.strerror or error}") from None
+    return folder
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to ``path.tmp``, flush to disk, then rename: readers see the old file or the
+    whole new one, never a half-written one (an interrupted run, a crash)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8", newline="") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
 def check_writable(path: Path) -> None:
     """Fail before the run, not after an hour of processing."""
     folder = path.parent if str(path.parent) else Path(".")

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.errors import UserError
-from detector.outputs import VideoSink, check_writable
+from detector.outputs import VideoSink, check_writable, make_folder
 from detector.overlay import color_for
 from detector.results import FrameResult
 from detector.summary import UNTRACKED, RunTally
@@ -48,12 +47,7 @@ class ReportSink:
     def __init__(self, directory: Path, labels: tuple[str, ...] | None = None, fps: float = 30.0,
                  min_seconds: float = 1.0, max_panels: int = 8, video: bool = True, still: bool = False, name: str = ""):
         directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise UserError(f"report path is a file, expected a folder: {directory}")
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create report folder {directory}: {error.strerror}") from None
+        make_folder(directory, "report folder")
         check_writable(directory / FRAMES_FILE)
         self.directory, self.labels = directory, tuple(labels) if labels else None
         self.fps = fps if fps > 0 else 30.0  # image folders have no fps; the video still needs one

@@ -45,7 +45,7 @@ from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
 from detector.pipeline import create_pipeline, detection_pipeline  # noqa: E402
 from detector.sources import open_source  # noqa: E402
 from detector.tracking import ProbabilitySmoother  # noqa: E402
-from tools.scenes import (CASCADE, SAMPLE_CLIP, covered_scene, crossing_scene, detectable_faces,  # noqa: E402
+from tools.scenes import (SAMPLE_CLIP, covered_scene, crossing_scene, detectable_faces,  # noqa: E402
                           leaving_scene, scene_with, write_video, zoom_scene)
 
 SAMPLE = "sample clip (24 fps)"

@@ -7,7 +7,8 @@ import csv
 import io
 import json
 
-from detector.batch.store import ResultStore, write_atomic
+from detector.batch.store import ResultStore
+from detector.outputs import write_atomic
 from detector.report import SUMMARY_FILE as REPORT_SUMMARY  # each input's summary.json
 
 SUMMARY_FILE = "summary.csv"

@@ -18,21 +18,11 @@ from pathlib import Path
 from detector.batch.inputs import hashed_name
 from detector.batch.job import Outcome
 from detector.errors import UserError
+from detector.outputs import make_folder
 
 COMPLETE_FILE = "complete.json"
 FAILED_FILE = "failed.json"
 STAGING_DIR = ".staging"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to ``path.tmp``, flush to disk, then rename: readers see the old file or the
-    whole new one, never a half-written one."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8", newline="") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def input_identity(item: str) -> dict:
@@ -54,10 +44,7 @@ class ResultStore:
         self.settings = json.loads(json.dumps(settings))  # as it reads back from a marker
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise UserError(f"--out is a file, expected a folder: {self.out_dir}")
-        try:
-            (self.out_dir / STAGING_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create output folder {self.out_dir}: {error.strerror or error}") from None
+        make_folder(self.out_dir / STAGING_DIR, "output folder")
 
     def final(self, name: str) -> Path:
         return self.out_dir / name

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import time
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ import numpy as np
 
 from detector.classifier import EmotionClassifier
 from detector.model_card import METRICS_FILE
+from detector.outputs import write_atomic
 from detector.config import ModelConfig
 from detector.errors import UserError
 from detector import flags
@@ -212,9 +212,7 @@ def plot_confusion(results: dict, path: str | Path) -> None:
 def _write_json(path: Path, payload: dict) -> None:
     """Write via a temporary file, so an interrupted run never leaves half a JSON file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def merge_into_model_metrics(model_dir: Path, results: dict) -> Path:
