@@ -3,7 +3,7 @@
 A folder laid out like ``../shared/wild-dev`` (``<class>/<file>``, real web photos) tells how
 a model does on the faces users show it, which FER2013's aligned 48x48 crops do not. Each
 photo runs through the app's own source and pipeline (:func:`detector.sources.open_source`,
-:func:`detector.app.build_pipeline`, no smoothing), and the largest face's label is its answer;
+:func:`detector.pipeline.create_pipeline`, no smoothing), and the largest face's label is its answer;
 a photo where no face is found counts as wrong, and the share of such photos is reported.
 With ``whole_image="always"`` the whole photo is classified instead (no detection).
 """
@@ -46,8 +46,8 @@ def recall_metrics(true: np.ndarray, predicted: np.ndarray, classes: list[str]) 
 def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -> dict:
     """:func:`recall_metrics` of ``classifier`` (a loaded :class:`EmotionClassifier`) on the
     labelled photos under ``folder``, through the app's pipeline in ``whole_image`` mode."""
-    from detector.app import build_pipeline
-    from detector.config import AppConfig
+    from detector.config import PipelineConfig, SmoothingConfig
+    from detector.pipeline import create_pipeline
     from detector.sources import open_source
 
     folder = Path(folder)
@@ -57,8 +57,8 @@ def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -
     if unknown:
         raise UserError(f"the model does not know the photo class(es) {', '.join(unknown)}; its labels are {', '.join(classifier.labels)}")
     true, predicted = [], []
-    config = AppConfig(smoothing=0.0, whole_image=whole_image)
-    with build_pipeline(config, classifier) as pipeline:
+    config = PipelineConfig(smoothing=SmoothingConfig(0.0), whole_image=whole_image)
+    with create_pipeline(config, classifier) as pipeline:
         for index, name in enumerate(classes):
             with open_source(str(folder / name)) as source:
                 for frame in source:
