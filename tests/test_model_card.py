@@ -87,7 +87,7 @@ def test_a_card_that_contradicts_the_models_input_is_refused(shipped_model, tmp_
     ((ONNX_FILE, "saved_model.pb"), ".", "tf", True, ("tf", "."), None),
     (("saved_model.pb",), ".", "auto", True, ("tf", "."), None),
     (("saved_model.pb",), ".", "onnx", True, None, "no model.onnx in .*; use --backend tf"),
-    ((), ".", "auto", True, None, "no saved_model.pb or model.onnx in model folder"),
+    ((), ".", "auto", True, None, r"saved_model\.pb or model\.onnx in model folder"),  # every folder file of the table
     (("m.onnx",), "m.onnx", "auto", True, ("onnx", "m.onnx"), None),
     (("m.onnx",), "m.onnx", "tf", True, None, "is an ONNX file; use --backend onnx or auto"),
     (("m.keras",), "m.keras", "onnx", True, None, "is a Keras file; use --backend tf or auto"),

@@ -361,7 +361,7 @@ def main(argv=None) -> int:
     report.update({"command": " ".join(["python", "tools/flicker.py", *(sys.argv[1:] if argv is None else argv)]),
                    "model": str(model.relative_to(REPO)) if model.is_relative_to(REPO) else str(model),
                    "model_file": resolve_model(model, config.model.backend, config.model.int8)[1].name,
-                   "default_tau": config.smoothing.seconds, "identity": asdict(config.identity)})
+                   "default_tau": config.smoothing.seconds, "identity_settings": asdict(config.identity)})
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)
