@@ -34,7 +34,7 @@ from detector.config import ModelConfig, PipelineConfig
 from detector.outputs import check_writable
 from detector.overlay import Overlay
 from detector.paths import DEFAULT_CASCADE, SAMPLE_CLIP, app_dir, resource as resource_path
-from detector.sources import VideoSource
+from detector.sources import VideoSource, read_frames
 
 log = logging.getLogger(__name__)
 SIZE = (640, 480)
@@ -57,16 +57,8 @@ def mosaic(source: list[np.ndarray], i: int) -> np.ndarray:
 
 def sample_frames() -> tuple[list[np.ndarray], float]:
     """Every frame of the bundled sample clip, and its fps."""
-    capture = cv2.VideoCapture(str(resource_path(SAMPLE_CLIP)))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames, fps
+    frames, fps = read_frames(resource_path(SAMPLE_CLIP))
+    return frames, fps or 24.0
 
 
 def make_clips(folder: Path, frames: int) -> dict[str, Path]:

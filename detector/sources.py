@@ -341,3 +341,22 @@ def open_source(spec: str, reconnect_s: float = 30.0) -> Source:
             raise SourceError(f"cannot read image {error}") from None
         return ImageSource([path], str(path))
     return VideoSource(str(path), path.name)
+
+
+def read_frames(path: str | Path, start: int = 0, count: int = 0) -> tuple[list[np.ndarray], float]:
+    """Frames ``start`` to ``start + count - 1`` of a video file (``count`` 0: to its end),
+    decoded on this thread, and the fps its header declares (0.0 where it declares none).
+    For measurements and test scenes that want every frame in memory; runs read a :class:`Source`."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if start:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        fps, frames = capture.get(cv2.CAP_PROP_FPS) or 0.0, []
+        while not count or len(frames) < count:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    return frames, fps

@@ -11,6 +11,7 @@ import numpy as np
 
 from detector.detection.haar import HaarConfig, HaarFaceDetector
 from detector.labels import FER2013_LABELS
+from detector.sources import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CLIP = REPO / "samples" / "sample_face.mp4"
@@ -28,12 +29,10 @@ class RealFace:
 
 def background(size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
     """The face-free left part of the sample clip's first frame, stretched to ``size``."""
-    capture = cv2.VideoCapture(str(SAMPLE_CLIP))
-    ok, frame = capture.read()
-    capture.release()
-    if not ok:
+    frames = read_frames(SAMPLE_CLIP, count=1)[0]
+    if not frames:
         raise RuntimeError(f"cannot read {SAMPLE_CLIP}")
-    return cv2.resize(frame[:, :240], size, interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(frames[0][:, :240], size, interpolation=cv2.INTER_CUBIC)
 
 
 def place(scene: np.ndarray, face: np.ndarray, x: int, y: int, side: int = FACE_SIDE) -> tuple[int, int, int, int]:

@@ -66,15 +66,11 @@ def throughput(clip: Path, copies: int, workers: int, folder: Path) -> dict:
 
 def _decode(clip: Path, limit: int = 0) -> tuple[list[np.ndarray], float, float]:
     """Frames of ``clip`` read on this thread; returns them, CPU ms per frame, and fps."""
-    capture = cv2.VideoCapture(str(clip))
-    fps, frames, started = capture.get(cv2.CAP_PROP_FPS) or 30.0, [], time.process_time()
-    while not limit or len(frames) < limit:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames, 1000 * (time.process_time() - started) / len(frames), fps
+    from detector.sources import read_frames
+
+    started = time.process_time()
+    frames, fps = read_frames(clip, count=limit)
+    return frames, 1000 * (time.process_time() - started) / len(frames), fps or 30.0
 
 
 def stage_costs(clip: Path, limit: int = 0) -> dict:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from detector.paths import SAMPLE_CLIP, resource
+from detector.sources import read_frames
 
 CHROMIUM = "/usr/bin/chromium"
 QUIET = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -24,15 +25,7 @@ QUIET = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 def clip_frames(start: int, count: int) -> list[np.ndarray]:
     """``count`` BGR frames (640x360) of the bundled sample clip from frame ``start``: real faces."""
-    capture = cv2.VideoCapture(str(resource(SAMPLE_CLIP)))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-    frames = []
-    for _ in range(count):
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = read_frames(resource(SAMPLE_CLIP), start, count)[0]
     if len(frames) != count:
         raise ValueError(f"the sample clip has no frames {start}..{start + count - 1}")
     return frames
