@@ -42,7 +42,7 @@ from detector.bench import table_path  # noqa: E402
 from detector.config import IdentityConfig, ModelConfig, PipelineConfig, SmoothingConfig  # noqa: E402
 from detector.detection.boxes import iou_matrix  # noqa: E402
 from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
-from detector.pipeline import create_pipeline, detection_pipeline  # noqa: E402
+from detector.pipeline import Pipeline, create_pipeline, detection_pipeline  # noqa: E402
 from detector.sources import open_source  # noqa: E402
 from detector.tracking import ProbabilitySmoother  # noqa: E402
 from tools.scenes import (SAMPLE_CLIP, covered_scene, crossing_scene, detectable_faces,  # noqa: E402

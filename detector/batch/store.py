@@ -18,7 +18,7 @@ from pathlib import Path
 from detector.batch.inputs import hashed_name
 from detector.batch.job import Outcome
 from detector.errors import UserError
-from detector.outputs import make_folder
+from detector.outputs import make_folder, write_atomic
 
 COMPLETE_FILE = "complete.json"
 FAILED_FILE = "failed.json"
