@@ -58,7 +58,7 @@ def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -
         raise UserError(f"the model does not know the photo class(es) {', '.join(unknown)}; its labels are {', '.join(classifier.labels)}")
     true, predicted = [], []
     config = PipelineConfig(smoothing=SmoothingConfig(0.0), whole_image=whole_image)
-    with create_pipeline(config, classifier) as pipeline:
+    with create_pipeline(config, classifier, still=True) as pipeline:  # photos are stills, as the app treats them
         for index, name in enumerate(classes):
             with open_source(str(folder / name)) as source:
                 for frame in source:
