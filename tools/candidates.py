@@ -42,6 +42,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from detector.config import ModelConfig
+    from detector.outputs import write_atomic
     from detector.paths import DEFAULT_DATA_DIR
     from detector.training.evaluate import evaluate
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"split": args.split, "command": command, "models": models}
     print(markdown(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from detector.calibration import METHOD, apply_temperature
 from detector.errors import UserError
+from detector.outputs import write_atomic
 from detector.model_card import MODEL_CARD_FILE, Calibration, write_card
 from detector.paths import DEFAULT_DATA_DIR
 
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = calibrate(args.model, args.data)
         print(markdown(report))
         if args.json:
-            args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            write_atomic(args.json, json.dumps(report, indent=2) + "\n")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
