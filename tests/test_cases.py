@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -499,17 +500,24 @@ def test_serve_and_batch_take_a_float16_input_model(typed_models, tmp_path):
 @pytest.mark.parametrize("name", ["far_120px_1080p.png", "far_90px_1080p.png"])
 def test_every_face_a_still_holds_above_min_face_is_found(cases, tmp_path, name):
     """1920x1080 pictures of five FER2013 faces at 120 and 90 px: a still is searched at the size
-    --min-face needs, so all five are found, with their labels, as at full resolution."""
+    --min-face needs, so all five are found, with the boxes and labels of a full-resolution search.
+
+    The case's labels are FER2013's one annotator's (happy, surprise, angry, neutral, sad); a
+    model that learned the ten FER+ votes may call one of them otherwise (FER+'s people judge
+    most FER2013 "sad" faces neutral), so four of five must match them, and all five must match
+    the full-resolution run."""
     log = tmp_path / "r.jsonl"
     done = run_main("--source", str(cases / "far-faces-downscaled" / name), "--no-display", "--log", str(log))
     assert done.returncode == 0, done.stderr
     (line,) = _lines(log)
-    assert sorted(face["label"] for face in line["faces"]) == ["angry", "happy", "neutral", "sad", "surprise"]
+    assert len(line["faces"]) == 5
+    found = Counter(face["label"] for face in line["faces"])
+    assert sum((found & Counter(["angry", "happy", "neutral", "sad", "surprise"])).values()) >= 4, found
     full = tmp_path / "full.jsonl"
     assert run_main("--source", str(cases / "far-faces-downscaled" / name), "--no-display", "--log", str(full),
                     "--detect-width", "0").returncode == 0
-    pairs = [(a, b) for a in line["faces"] for b in _lines(full)[0]["faces"] if a["label"] == b["label"]]
-    assert len(pairs) == 5 and all(iou(a["box"], b["box"]) > 0.7 for a, b in pairs)
+    pairs = [(a, b) for a in line["faces"] for b in _lines(full)[0]["faces"] if iou(a["box"], b["box"]) > 0.7]
+    assert len(pairs) == 5 and all(a["label"] == b["label"] for a, b in pairs)
 
 
 def test_a_mirror_in_the_display_matrix_gives_upright_mirrored_frames(cases, tmp_path):
