@@ -45,7 +45,7 @@ def add_detection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detector", choices=detector_names(), default=DetectionConfig.name,
                        help=f"face detector (default {DetectionConfig.name})")
     group.add_argument("--whole-image", choices=WHOLE_IMAGE_MODES, default=PipelineConfig.whole_image,
-                       help="classify the whole picture as one face: auto = a face-sized picture (square-ish, at most "
+                       help="classify the whole picture as one face: auto = a face-sized picture (square or portrait, at most "
                             f"{FACE_PICTURE_MAX_SIDE} px) where no face is found; always = skip detection; never")
     group.add_argument("--full-every", type=int, default=identity.full_every,
                        help=f"search the whole frame for new faces every N frames; known faces are re-found every frame (default {identity.full_every})")

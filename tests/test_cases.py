@@ -232,6 +232,26 @@ def test_precropped_faces_each_get_one_result(cases, tmp_path):
     assert None not in ids and len(set(ids)) == 12, f"each picture is its own face, with its own id: {ids}"
 
 
+def test_a_tight_portrait_crop_of_a_face_gets_a_result(tmp_path):
+    """Face crops are taller than wide (forehead to chin): a 64x88 crop of the sample clip's
+    real face, too tight for Haar to find a face in, is classified whole."""
+    capture = cv2.VideoCapture(str(REPO_ROOT / "samples" / "sample_face.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    (x, y, w, h), *_ = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(60, 60))
+    width = int(0.75 * w)  # inside the detected box: brows to chin, cheek to cheek
+    height, cx, cy = int(width / 0.72), x + w // 2, y + int(0.55 * h)
+    crop = cv2.resize(frame[cy - height // 2 : cy + height // 2, cx - width // 2 : cx + width // 2], (64, 88))
+    assert len(cascade.detectMultiScale(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), 1.1, 5)) == 0  # Haar alone: no face
+    cv2.imwrite(str(tmp_path / "tight.png"), crop)
+    log = tmp_path / "r.jsonl"
+    done = run_main("--source", str(tmp_path / "tight.png"), "--no-display", "--log", str(log))
+    assert done.returncode == 0 and "classified whole" in done.stderr, done.stderr
+    (face,) = _lines(log)[0]["faces"]
+    assert face["whole_image"] is True and face["box"] == [0, 0, 64, 88]
+
+
 @pytest.mark.parametrize("mode,faces_48,whole_224", [("never", 0, 0), ("always", 1, 6)])
 def test_whole_image_option(cases, tmp_path, mode, faces_48, whole_224):
     log = tmp_path / "crops.jsonl"
