@@ -16,11 +16,15 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from detector.config import TrainConfig
 from detector.model_card import LABELS_FILE, write_labels
+
+if TYPE_CHECKING:  # imported where it is used: the backend is chosen first (KERAS_BACKEND)
+    import keras
 
 RAW_WEIGHTS = "best.weights.h5"  # best raw weights on val (ModelCheckpoint)
 EMA_WEIGHTS = "best_ema.weights.h5"  # best weight average on val (EmaValidation)
