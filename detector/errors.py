@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
+from typing import Callable
 
 EXIT_USER_ERROR = 2
 
@@ -24,6 +26,18 @@ class ModelError(UserError):
 class SettingsError(UserError, ValueError):
     """A setting out of range or unknown: raised by the settings dataclasses' ``__post_init__``
     (and the registries), so the CLI shows it as one line whichever front end filled it."""
+
+
+def run_tool(work: Callable[[], object]) -> int:
+    """A ``python -m`` tool's body, run as the app runs: INFO logging, a :class:`UserError`
+    as one ``error:`` line on stderr and exit code :data:`EXIT_USER_ERROR`, else 0."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        work()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
 
 
 def check_settings(*problems: str) -> None:

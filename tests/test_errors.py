@@ -187,3 +187,19 @@ def test_the_lambda_in_the_keras_case_does_run_when_loaded_unsafely(tmp_path):
     model = keras.models.load_model(_keras_with_code(tmp_path, None), safe_mode=False)
     model(np.zeros((1, 48, 48, 1), np.float32))
     assert (tmp_path / CODE_RAN).exists()
+
+
+@pytest.mark.parametrize("tool", [["main.py", "train", "--out"], ["main.py", "evaluate", "--json"],
+                                  ["-m", "detector.training.distill", "saved_model_trt", "--out"]])
+def test_training_tools_say_missing_data_in_one_line(tmp_path, tool):
+    """Every command that reads FER2013 says the same one line when ``--data`` is not there."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    done = subprocess.run([sys.executable, *tool, str(tmp_path / "out"), "--data", str(tmp_path / "no_fer2013")],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert lines[-1] == f"error: data not found: {tmp_path / 'no_fer2013'} (give --data a FER2013 folder, fer2013.csv or packed .npz)"

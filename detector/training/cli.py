@@ -20,6 +20,7 @@ from detector.errors import UserError
 from detector.training.train import train
 from detector.config import TrainConfig
 from detector.training.ferplus import LABEL_SOURCES, has_votes, votes_path
+from detector.training.data import require_data
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,7 @@ def architectures_text() -> str:
 
 def _check(config: TrainConfig) -> None:
     """Fail at once, in one line, on what would otherwise fail after loading the data."""
-    data = Path(config.data)
-    if not data.exists():
-        raise UserError(f"data not found: {data} (give --data a FER2013 folder, fer2013.csv or packed .npz)")
+    data = require_data(config.data)
     missing = [split for split in ("train", "val") if data.is_dir() and not (data / split).is_dir()]
     if missing:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")

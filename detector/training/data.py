@@ -118,11 +118,21 @@ def load_packed_split(archive: Path, split: str) -> Split:
         return Split(data[f"{split}_images"], data[f"{split}_labels"].astype(np.int64), classes)
 
 
-def load_split(source: str | Path, split: str) -> Split:
-    """Load ``split`` from a folder tree, ``fer2013.csv``, or an archive made by :func:`pack`."""
+def require_data(source: str | Path) -> Path:
+    """``source`` as a Path, or one line for the user if it is not there.
+
+    Raises:
+        UserError: ``source`` does not exist.
+    """
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(f"data not found: {source}")
+        raise UserError(f"data not found: {source} (give --data a FER2013 folder, fer2013.csv or packed .npz)")
+    return source
+
+
+def load_split(source: str | Path, split: str) -> Split:
+    """Load ``split`` from a folder tree, ``fer2013.csv``, or an archive made by :func:`pack`."""
+    source = require_data(source)
     if source.suffix == ".csv":
         return load_csv_split(source, split)
     if source.suffix == ".npz":

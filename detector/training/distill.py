@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from detector.errors import UserError
+from detector.errors import UserError, run_tool
 from detector.paths import DEFAULT_DATA_DIR
 from detector.training.data import Split, class_mapping, load_split
 
@@ -82,13 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="FER2013 folder tree (default: $FER2013_DIR, else %(default)s)")
     p.add_argument("--out", required=True, help="the .npz to write")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        print(write_soft_targets(args.models, args.data, Path(args.out)))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(lambda: print(write_soft_targets(args.models, args.data, Path(args.out))))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,6 @@ BATCH1_FACES = 64  # single-face calls timed for ms_per_face_batch1; the median 
 
 def load_eval_split(data: str | Path, split: str, limit: int = 0) -> Split:
     """``split`` of ``data``, with the loader's errors turned into one-line user errors."""
-    if not Path(data).exists():
-        raise UserError(f"data not found: {data} (give --data a FER2013 folder, fer2013.csv or packed .npz)")
     try:
         loaded = load_split(data, split)
     except (FileNotFoundError, ValueError) as error:

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from detector.calibration import METHOD, apply_temperature
-from detector.errors import UserError
+from detector.errors import UserError, run_tool
 from detector.outputs import write_atomic
 from detector.model_card import MODEL_CARD_FILE, Calibration, write_card
 from detector.paths import DEFAULT_DATA_DIR
@@ -117,16 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", default=DEFAULT_DATA_DIR, help="FER2013 folder tree with ferplus.csv (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the report here")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def work() -> None:
         report = calibrate(args.model, args.data)
         print(markdown(report))
         if args.json:
             write_atomic(args.json, json.dumps(report, indent=2) + "\n")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_tool(work)
 
 
 if __name__ == "__main__":
