@@ -62,6 +62,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "bench-serve": _block("detector.serve.bench", "table", "serving"),  # these two commands also write
     "scaling": _block("detector.batch.bench", "markdown", "scaling"),  # their tables into the doc itself
     "real-clip": _block("tools.real_clip", "markdown", "real_clip"),
+    "candidates-val": _block("tools.candidates", "markdown", "candidates_val"),
     "calibration": _block("detector.training.temperature", "markdown", "calibration"),
     "wine-bundle": _block("tools.wine_bundle", "markdown", "wine_bundle"),
     "wine-bundle-largest": _block("tools.wine_bundle", "largest", "wine_bundle"),
@@ -81,6 +82,12 @@ def _variant(name: str) -> dict:
 def _export() -> dict:
     """The shipped model's own metrics.json, written by its export (val accuracies, the int8 decision)."""
     return json.loads((REPO / "saved_model_trt" / "metrics.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _previous() -> dict:
+    """The metrics.json of the model shipped before (the FER2013-label ensemble of 2026-11-30), kept in docs/."""
+    return report("previous_model_metrics")
 
 
 def _flicker_row(video: str, tau: float | None = None) -> dict:
@@ -111,6 +118,11 @@ VALUES: dict[str, Callable[[], str]] = {
     "photos.e2e.balanced": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'balanced_accuracy'):.0f}%",
     "photos.e2e.no_face": lambda: f"{100 * _shipped_test('photos', 'end_to_end', 'no_face'):.0f}%",
     "photos.whole.balanced": lambda: f"{100 * _shipped_test('photos', 'whole_image', 'balanced_accuracy'):.0f}%",
+    "prev.accuracy": lambda: f"{100 * _previous()['evaluation_test']['accuracy']:.1f}%",
+    "prev.macro_f1": lambda: f"{_previous()['evaluation_test']['macro_f1']:.3f}",
+    "prev.ms_per_face": lambda: f"{next(v for v in report('previous_quantization')['variants'] if v['variant'] == 'int8 static')['ms_per_face_batch1']:.1f}",
+    "prev.params": lambda: f"{_previous()['params'] / 1e6:.2f} M",
+    "prev.train_minutes": lambda: f"{sum(run['train_minutes'] for run in _previous()['training']):.0f}",
     "calibration.temperature": lambda: f"{report('calibration')['temperature']:.2f}",
     "bench.cpus": lambda: str(report("bench")["machine"]["cpus"]),
     "bench.load": lambda: f"{report('bench')['machine']['load_average_at_start']:.1f}",
@@ -130,17 +142,17 @@ VALUES: dict[str, Callable[[], str]] = {
     "int8.speedup": lambda: f"{_variant('float32')['ms_per_face_batch1'] / _variant('int8 static')['ms_per_face_batch1']:.1f}",
     "export.int8_val": lambda: f"{100 * _export()['int8_val_accuracy']:.2f}%",
     "export.float32_val": lambda: f"{100 * _export()['float32_val_accuracy']:.2f}%",
-    "ensemble.val_tta": lambda: f"{100 * _export()['ensemble']['val_accuracy_flip_tta']:.1f}%",
-    "ensemble.val_no_tta": lambda: f"{100 * _export()['ensemble']['val_accuracy_no_tta']:.1f}%",
-    "ensemble.member1_tta": lambda: f"{100 * _export()['ensemble']['member_val_accuracy'][0]['flip_tta']:.1f}%",
-    "ensemble.member2_tta": lambda: f"{100 * _export()['ensemble']['member_val_accuracy'][1]['flip_tta']:.1f}%",
-    "bias.val_accuracy_before": lambda: f"{100 * _export()['class_bias']['val_accuracy'][0]:.1f}%",
-    "bias.val_accuracy_after": lambda: f"{100 * _export()['class_bias']['val_accuracy'][1]:.1f}%",
-    "bias.val_f1_before": lambda: f"{_export()['class_bias']['val_macro_f1'][0]:.3f}",
-    "bias.val_f1_after": lambda: f"{_export()['class_bias']['val_macro_f1'][1]:.3f}",
+    "ensemble.val_tta": lambda: f"{100 * _previous()['ensemble']['val_accuracy_flip_tta']:.1f}%",
+    "ensemble.val_no_tta": lambda: f"{100 * _previous()['ensemble']['val_accuracy_no_tta']:.1f}%",
+    "ensemble.member1_tta": lambda: f"{100 * _previous()['ensemble']['member_val_accuracy'][0]['flip_tta']:.1f}%",
+    "ensemble.member2_tta": lambda: f"{100 * _previous()['ensemble']['member_val_accuracy'][1]['flip_tta']:.1f}%",
+    "bias.val_accuracy_before": lambda: f"{100 * _previous()['class_bias']['val_accuracy'][0]:.1f}%",
+    "bias.val_accuracy_after": lambda: f"{100 * _previous()['class_bias']['val_accuracy'][1]:.1f}%",
+    "bias.val_f1_before": lambda: f"{_previous()['class_bias']['val_macro_f1'][0]:.3f}",
+    "bias.val_f1_after": lambda: f"{_previous()['class_bias']['val_macro_f1'][1]:.3f}",
     "shipped.params": lambda: f"{_export()['params'] / 1e6:.2f} M",
-    "shipped.member1_val": lambda: f"{100 * _export()['training'][0]['val_accuracy']:.1f}%",
-    "shipped.member2_val": lambda: f"{100 * _export()['training'][1]['val_accuracy']:.1f}%",
+    "shipped.member1_val": lambda: f"{100 * _previous()['training'][0]['val_accuracy']:.1f}%",
+    "shipped.member2_val": lambda: f"{100 * _previous()['training'][1]['val_accuracy']:.1f}%",
     "shipped.train_minutes": lambda: f"{sum(run['train_minutes'] for run in _export()['training']):.0f}",
     "flicker.tau": lambda: f"{report('flicker')['default_tau']:g}",
     "flicker.sample.fewer": lambda: f"{_flicker_row('sample clip (24 fps)')['fewer_x']:.1f}",
