@@ -151,6 +151,9 @@ VALUES: dict[str, Callable[[], str]] = {
     "bias.val_f1_before": lambda: f"{_previous()['class_bias']['val_macro_f1'][0]:.3f}",
     "bias.val_f1_after": lambda: f"{_previous()['class_bias']['val_macro_f1'][1]:.3f}",
     "shipped.params": lambda: f"{_export()['params'] / 1e6:.2f} M",
+    "shipped.member1_tta": lambda: f"{100 * _export()['ensemble']['member_val_accuracy'][1]['flip_tta']:.1f}%",  # run 1: listed second
+    "shipped.member2_tta": lambda: f"{100 * _export()['ensemble']['member_val_accuracy'][0]['flip_tta']:.1f}%",
+    "shipped.ensemble_tta": lambda: f"{100 * _export()['ensemble']['val_accuracy_flip_tta']:.1f}%",
     "shipped.member1_val": lambda: f"{100 * _previous()['training'][0]['val_accuracy']:.1f}%",
     "shipped.member2_val": lambda: f"{100 * _previous()['training'][1]['val_accuracy']:.1f}%",
     "shipped.train_minutes": lambda: f"{sum(run['train_minutes'] for run in _export()['training']):.0f}",
