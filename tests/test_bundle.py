@@ -113,9 +113,11 @@ def test_bundle_holds_the_resources(bundle):
 
 
 def test_bundle_leaves_out_what_the_app_never_loads(bundle):
-    """build.spec's size cuts: Pillow's AVIF codec, matplotlib's PDF/PS and mathtext fonts (DejaVu Sans stays)."""
+    """build.spec's size cuts: Pillow's AVIF codec and FreeType binding, numpy's SIMD test module, matplotlib's
+    PDF/PS and mathtext fonts (DejaVu Sans stays)."""
     internal = bundle.parent / "_internal"
-    assert not list(internal.glob("PIL/_avif*"))
+    assert not list(internal.glob("PIL/_avif*")) and not list(internal.glob("PIL/_imagingft*"))
+    assert list(internal.glob("numpy/_core/_multiarray_umath*")) and not list(internal.glob("numpy/_core/_simd*"))
     fonts = internal / "matplotlib" / "mpl-data" / "fonts"
     assert (fonts / "ttf" / "DejaVuSans.ttf").is_file()
     assert not (fonts / "afm").exists() and not (fonts / "pdfcorefonts").exists()

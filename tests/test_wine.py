@@ -28,7 +28,7 @@ import pytest
 
 from conftest import REPO_ROOT, run_main
 from tools.scenes import SAMPLE_CLIP
-from tools.wine_bundle import compare, read_lines, verdict
+from tools.wine_bundle import compare, largest, main as wine_bundle_main, read_lines, verdict
 
 CACHE = Path(os.environ.get("WINE_BUNDLE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wine_bundle")
 LEAN_EXE = CACHE / "work" / "lean" / "dist" / "main" / "main.exe"
@@ -75,6 +75,21 @@ def test_compare_reads_crlf_logs_and_names_what_differs(source_log, tmp_path, ch
     frozen.write_bytes("".join(json.dumps(line) + "\r\n" for line in change(source)).encode())  # as Windows writes it
     said = verdict(compare(source, read_lines(frozen)), "lean clip")
     assert said.startswith(verdict_start) and words in said, said
+
+
+def test_record_keeps_the_sizes_built_from_the_build_spec_before(tmp_path):
+    """A size cut is measured: a build from another build.spec keeps the previous sizes beside the new ones."""
+    report = tmp_path / "wine_bundle.json"
+    runs = [("aaa", 300_000_000), ("aaa", 290_000_000), ("bbb", 200_000_000)]  # a rebuild of the same spec, then a changed spec
+    for spec, size in runs:
+        assert wine_bundle_main(["record", str(report), "lean", f'build_spec="{spec}"', f"dist_bytes={size}",
+                                 "zip_bytes=1", 'largest_in_internal={"cv2": 100}']) == 0
+        if spec == "aaa":
+            assert "before_spec_change" not in json.loads(report.read_text())["variants"]["lean"]
+    row = json.loads(report.read_text())["variants"]["lean"]
+    assert row["dist_bytes"] == 200_000_000
+    assert row["before_spec_change"] == {"build_spec": "aaa", "dist_bytes": 290_000_000, "zip_bytes": 1}
+    assert "(sha256 aaa): 290,000,000 bytes, -90.0 MB" in largest(json.loads(report.read_text()))
 
 
 wine = pytest.mark.wine

