@@ -1,0 +1,218 @@
+"""MediaPipe's BlazeFace face detector, run by ONNX Runtime: boxes, scores and six keypoints.
+
+Where Haar's frontal cascade loses tilted, dark, backlit and small faces, BlazeFace (a small
+SSD network trained on faces at every roll) finds them, and its keypoints give the eye line
+the crop is levelled by (``detector.align``). The models are Google's (Apache-2.0), converted
+to ONNX by ``tools/blazeface_convert.py`` and shipped in ``models/blazeface/``; the model card
+(``https://mediapipe.page.link/blazeface-mc``) and MediaPipe's graph options give the input
+sizes, anchors and thresholds in :data:`MODELS`; ``detector.ssd`` decodes.
+
+The frame is letterboxed (scaled to fit, padded, never stretched), so a box maps back to frame
+pixels without distortion. A frame much larger than the model's input is also searched in
+overlapping tiles (``BlazeFaceSettings.tile_px``), so a face of ~1/20 of a 1080p still is
+as large to the model as it would be in a 640 px frame. BlazeFace's boxes sit lower and
+tighter on the face than the FER2013 crops the classifier was trained on; ``framing.json``
+(measured by ``tools/face_framing.py``) maps them to that framing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.errors import ModelError
+from detector.paths import BLAZEFACE_DIR, resource
+from detector.ssd import Decoded, decode, ssd_anchors, weighted_nms
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = BLAZEFACE_DIR
+FRAMING_FILE = "framing.json"
+#: The full-range model finds faces up to about half its input: a frame filled by one face (a
+#: close webcam, a portrait photo) is also searched with this margin of black on each side.
+ZOOM_OUT_MARGIN = 0.5
+#: Keypoint order of BlazeFace's output (MediaPipe's ``FaceKeypoint``): the person's right
+#: eye first, which sits on the image's left in an unmirrored upright picture.
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear_tragion", "left_ear_tragion")
+
+
+@dataclass(frozen=True)
+class BlazeFaceModel:
+    """One BlazeFace variant, as MediaPipe's ``face_detection_*_range`` graphs configure it."""
+
+    file: str  # ONNX file in models/blazeface/
+    tflite: str  # the file it was converted from
+    input_size: int  # square input side, pixels
+    strides: tuple[int, ...]  # SsdAnchorsCalculator strides, one per layer
+    interpolated_scale_aspect_ratio: float  # 1.0: a second anchor per layer; 0.0: none
+    num_anchors: int
+    min_score: float = 0.5  # MediaPipe's min_detection_confidence default
+    iou_threshold: float = 0.3  # NonMaxSuppressionCalculator min_suppression_threshold
+    score_clip: float = 100.0  # TensorsToDetectionsCalculator score_clipping_thresh
+
+
+MODELS = {
+    "full": BlazeFaceModel("face_detection_full_range.onnx", "face_detection_full_range.tflite", 192, (4,), 0.0, 2304),
+    "short": BlazeFaceModel("face_detection_short_range.onnx", "face_detection_short_range.tflite", 128,
+                            (8, 16, 16, 16), 1.0, 896),
+}
+
+
+@dataclass(frozen=True)
+class BlazeFaceSettings:
+    """How BlazeFace runs: which model, its thresholds, tiling, threads."""
+
+    model: str = "full"  # a key of MODELS
+    min_score: float | None = None  # None: the model's own
+    tile_px: int = 640  # frames with a longer side above this are also searched in tiles of this side (0 = never)
+    zoom_out: bool = True  # a full search also looks at the frame shrunk onto a canvas twice its size: a face filling it
+    threads: int = 1  # ONNX Runtime intra-op threads: one, beside the classifier's
+
+
+@dataclass(frozen=True)
+class Framing:
+    """A fixed affine map from a detector's box to the FER2013 framing: centre moved by
+    ``dx, dy`` box sides, sides scaled by ``sx, sy``."""
+
+    dx: float = 0.0
+    dy: float = 0.0
+    sx: float = 1.0
+    sy: float = 1.0
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        """``(N, 4)`` float ``x, y, w, h`` -> the same boxes reframed (float)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        w, h = boxes[:, 2] * self.sx, boxes[:, 3] * self.sy
+        cx = boxes[:, 0] + boxes[:, 2] * (0.5 + self.dx)
+        cy = boxes[:, 1] + boxes[:, 3] * (0.5 + self.dy)
+        return np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+
+
+def read_framing(folder: Path, model: str) -> Framing:
+    """``framing.json``'s mapping for ``model``. Raises ModelError when the file or entry is missing."""
+    path = folder / FRAMING_FILE
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))["mappings"][model]
+        return Framing(*(float(entry[key]) for key in ("dx", "dy", "sx", "sy")))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"{path}: no usable box mapping for BlazeFace '{model}' ({error}); "
+                         f"rebuild it with python tools/face_framing.py") from None
+
+
+def letterbox(image: np.ndarray, side: int, margin: float = 0.0) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """A BGR (or gray) image as the model's input: scaled to fit ``side`` x ``side`` keeping its
+    aspect ratio (with ``margin`` of its longer side of black on each side), centred on black,
+    RGB float32 in [-1, 1] (MediaPipe's ImageToTensor range).
+    Returns ``(tensor (side, side, 3), scale, (pad_x, pad_y))``: frame = (input - pad) / scale."""
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    height, width = image.shape[:2]
+    scale = side / (max(height, width) * (1 + 2 * margin))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((side, side, 3), np.uint8)
+    pad_x, pad_y = (side - size[0]) // 2, (side - size[1]) // 2
+    canvas[pad_y:pad_y + size[1], pad_x:pad_x + size[0]] = resized[:, :, 2::-1]
+    return canvas.astype(np.float32) * (2.0 / 255.0) - 1.0, scale, (float(pad_x), float(pad_y))
+
+
+def tiles(width: int, height: int, tile_px: int, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
+    """Square ``x, y, w, h`` windows covering a frame: the whole frame, and where its longer
+    side exceeds ``tile_px``, tiles of that side overlapping by ``overlap`` of a side (a face up
+    to that size lies whole in at least one)."""
+    windows = [(0, 0, width, height)]
+    if not tile_px or max(width, height) <= tile_px:
+        return windows
+    side = min(tile_px, width, height) if min(width, height) >= tile_px // 2 else tile_px
+    step = max(1, int(side * (1 - overlap)))
+
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        count = int(np.ceil((length - side) / step)) + 1
+        return [round(i * (length - side) / (count - 1)) for i in range(count)]
+
+    windows += [(x, y, min(side, width), min(side, height)) for y in starts(height) for x in starts(width)]
+    return windows
+
+
+@dataclass(frozen=True)
+class Found:
+    """BlazeFace's detections in frame pixels, best score first."""
+
+    boxes: np.ndarray  # (N, 4) float64 x, y, w, h, as the model drew them (before the framing map)
+    scores: np.ndarray  # (N,) float32
+    keypoints: np.ndarray  # (N, 6, 2) float32 x, y (KEYPOINTS order)
+
+
+class BlazeFace:
+    """One BlazeFace session. Not thread-safe: ``copy()`` gives another with its own session."""
+
+    rotation_tolerant = True
+
+    def __init__(self, settings: BlazeFaceSettings = BlazeFaceSettings(), folder: Path | None = None,
+                 framing: Framing | None = None):
+        if settings.model not in MODELS:
+            raise ModelError(f"unknown BlazeFace model '{settings.model}'; choose {', '.join(MODELS)}")
+        import onnxruntime as ort
+
+        from detector.backends import onnx_session_options
+
+        self.settings, self.spec = settings, MODELS[settings.model]
+        self.folder = Path(folder) if folder is not None else resource(MODEL_DIR)
+        path = self.folder / self.spec.file
+        if not path.is_file():
+            raise ModelError(f"BlazeFace model not found: {path}")
+        try:
+            self._session = ort.InferenceSession(str(path), onnx_session_options(settings.threads),
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own untyped errors for a corrupt file
+            raise ModelError(f"cannot load BlazeFace model {path}: {str(error).splitlines()[0][:200]}") from None
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [output.name for output in self._session.get_outputs()]  # regressors, then classifiers
+        self._anchors = ssd_anchors(self.spec.input_size, self.spec.strides, self.spec.interpolated_scale_aspect_ratio)
+        if len(self._anchors) != self.spec.num_anchors:
+            raise ModelError(f"{path}: {len(self._anchors)} anchors from its options, the model has {self.spec.num_anchors}")
+        self.framing = framing or read_framing(self.folder, settings.model)
+        self.min_score = self.spec.min_score if settings.min_score is None else settings.min_score
+
+    def copy(self) -> "BlazeFace":
+        return BlazeFace(self.settings, self.folder, self.framing)
+
+    def _run(self, window: np.ndarray, margin: float = 0.0) -> Decoded:
+        """Candidates in one window, in the window's own pixels (letterbox undone)."""
+        side = self.spec.input_size
+        tensor, scale, (pad_x, pad_y) = letterbox(window, side, margin)
+        raw_boxes, raw_scores = self._session.run(self._outputs, {self._input: tensor[None]})
+        found = decode(raw_boxes[0], raw_scores[0], self._anchors, side, self.min_score, self.spec.score_clip)
+        offset = np.array([pad_x, pad_y], np.float32)
+        boxes = ((found.boxes.reshape(-1, 2, 2) * side - offset) / scale).reshape(-1, 4)
+        keypoints = (found.keypoints * side - offset) / scale
+        return Decoded(boxes, keypoints, found.scores)
+
+    def find(self, image: np.ndarray, region: tuple[int, int, int, int] | None = None) -> Found:
+        """Faces in ``image`` (BGR or gray, uint8), or only in ``region`` (``x, y, w, h``, frame
+        pixels), as the model drew them, in frame pixels."""
+        x0, y0 = (0, 0) if region is None else (max(0, int(region[0])), max(0, int(region[1])))
+        if region is not None:
+            image = image[y0:max(y0, int(region[1] + region[3])), x0:max(x0, int(region[0] + region[2]))]
+        height, width = image.shape[:2]
+        if min(height, width) < 2:
+            return Found(np.zeros((0, 4)), np.zeros(0, np.float32), np.zeros((0, len(KEYPOINTS), 2), np.float32))
+        windows = [(x, y, w, h, 0.0) for x, y, w, h in tiles(width, height, self.settings.tile_px)]
+        if region is None and self.settings.zoom_out:
+            windows.append((0, 0, width, height, ZOOM_OUT_MARGIN))
+        parts = []
+        for x, y, w, h, margin in windows:
+            found = self._run(image[y:y + h, x:x + w], margin)
+            shift = np.array([x + x0, y + y0], np.float32)
+            parts.append(Decoded((found.boxes.reshape(-1, 2, 2) + shift).reshape(-1, 4), found.keypoints + shift, found.scores))
+        merged = Decoded(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
+        merged = weighted_nms(merged, self.spec.iou_threshold)  # also one face seen by the frame and by tiles
+        boxes = np.concatenate([merged.boxes[:, :2], merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1).astype(np.float64)
+        return Found(boxes, merged.scores, merged.keypoints)
