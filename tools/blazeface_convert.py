@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from detector.blazeface import MODEL_DIR, MODELS, letterbox  # noqa: E402
+from detector.detection.blazeface import MODEL_DIR, MODELS, letterbox  # noqa: E402
 
 log = logging.getLogger("blazeface_convert")
 

@@ -1,15 +1,15 @@
-"""MediaPipe's BlazeFace face detector, run by ONNX Runtime: boxes, scores and six keypoints.
+"""MediaPipe's BlazeFace face detector, run by ONNX Runtime: boxes, scores and six keypoints (``--detector blazeface``).
 
 Where Haar's frontal cascade loses tilted, dark, backlit and small faces, BlazeFace (a small
 SSD network trained on faces at every roll) finds them, and its keypoints give the eye line
 the crop is levelled by (``detector.align``). The models are Google's (Apache-2.0), converted
 to ONNX by ``tools/blazeface_convert.py`` and shipped in ``models/blazeface/``; the model card
 (``https://mediapipe.page.link/blazeface-mc``) and MediaPipe's graph options give the input
-sizes, anchors and thresholds in :data:`MODELS`; ``detector.ssd`` decodes.
+sizes, anchors and thresholds in :data:`MODELS`; ``detector.detection.ssd`` decodes.
 
 The frame is letterboxed (scaled to fit, padded, never stretched), so a box maps back to frame
 pixels without distortion. A frame much larger than the model's input is also searched in
-overlapping tiles (``BlazeFaceSettings.tile_px``), so a face of ~1/20 of a 1080p still is
+overlapping tiles (``BlazeFaceConfig.tile_px``), so a face of ~1/20 of a 1080p still is
 as large to the model as it would be in a 640 px frame. BlazeFace's boxes sit lower and
 tighter on the face than the FER2013 crops the classifier was trained on; ``framing.json``
 (measured by ``tools/face_framing.py``) maps them to that framing.
@@ -17,6 +17,7 @@ tighter on the face than the FER2013 crops the classifier was trained on; ``fram
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.errors import ModelError
+from detector.detection import BLAZEFACE_KEYPOINTS, FaceDetections, register_detector
+from detector.detection.boxes import centres, clip_boxes
+from detector.detection.ssd import Decoded, decode, ssd_anchors, weighted_nms
+from detector.errors import ModelError, check_settings
 from detector.paths import BLAZEFACE_DIR, resource
-from detector.ssd import Decoded, decode, ssd_anchors, weighted_nms
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ FRAMING_FILE = "framing.json"
 ZOOM_OUT_MARGIN = 0.5
 #: Keypoint order of BlazeFace's output (MediaPipe's ``FaceKeypoint``): the person's right
 #: eye first, which sits on the image's left in an unmirrored upright picture.
-KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear_tragion", "left_ear_tragion")
+KEYPOINTS = BLAZEFACE_KEYPOINTS
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,29 @@ MODELS = {
 
 
 @dataclass(frozen=True)
-class BlazeFaceSettings:
-    """How BlazeFace runs: which model, its thresholds, tiling, threads."""
+class BlazeFaceConfig:
+    """How BlazeFace runs: which model, its score threshold, tiling, threads; docs/DETECTORS.md measured the defaults.
 
-    model: str = "full"  # a key of MODELS
-    min_score: float | None = None  # None: the model's own
-    tile_px: int = 640  # frames with a longer side above this are also searched in tiles of this side (0 = never)
+    Raises:
+        SettingsError: a value it cannot run with, named by its flag.
+    """
+
+    model: str = "full"  # a key of MODELS: full-range (faces up to ~5 m) or short-range (within ~2 m, faster)
+    min_score: float | None = None  # None: the model's own (MediaPipe's 0.5)
+    tile_px: int = 800  # frames with a longer side above this are also searched in tiles of this side (0 = never)
     zoom_out: bool = True  # a full search also looks at the frame shrunk onto a canvas twice its size: a face filling it
+    roi_margin: float = 0.5  # a known face is re-found in its box grown by this many sides on each side
     threads: int = 1  # ONNX Runtime intra-op threads: one, beside the classifier's
+
+    def __post_init__(self) -> None:
+        check_settings(
+            f"--blazeface-model must be one of {', '.join(MODELS)}, got {self.model!r}" if self.model not in MODELS else "",
+            f"--blazeface-min-score must be between 0 and 1, got {self.min_score}"
+            if self.min_score is not None and not 0 < self.min_score < 1 else "",
+            f"--blazeface-tile must be 0 or 128 or more, got {self.tile_px}" if self.tile_px and self.tile_px < 128 else "",
+            f"roi_margin must be 0 or more, got {self.roi_margin}" if self.roi_margin < 0 else "",
+            f"threads must be 1 or more, got {self.threads}" if self.threads < 1 else "",
+        )
 
 
 @dataclass(frozen=True)
@@ -141,35 +159,32 @@ def tiles(width: int, height: int, tile_px: int, overlap: float = 0.25) -> list[
     return windows
 
 
-@dataclass(frozen=True)
-class Found:
-    """BlazeFace's detections in frame pixels, best score first."""
+@register_detector("blazeface")
+class BlazeFaceDetector:
+    """One BlazeFace session: faces at any roll (``rotation_tolerant``), scored, with six keypoints.
+    Not thread-safe: ``copy()`` gives another with its own session.
 
-    boxes: np.ndarray  # (N, 4) float64 x, y, w, h, as the model drew them (before the framing map)
-    scores: np.ndarray  # (N,) float32
-    keypoints: np.ndarray  # (N, 6, 2) float32 x, y (KEYPOINTS order)
+    Raises:
+        ModelError: the model or its framing.json is missing or unreadable.
+    """
 
-
-class BlazeFace:
-    """One BlazeFace session. Not thread-safe: ``copy()`` gives another with its own session."""
-
+    Config = BlazeFaceConfig
+    name = "blazeface"
     rotation_tolerant = True
 
-    def __init__(self, settings: BlazeFaceSettings = BlazeFaceSettings(), folder: Path | None = None,
-                 framing: Framing | None = None):
-        if settings.model not in MODELS:
-            raise ModelError(f"unknown BlazeFace model '{settings.model}'; choose {', '.join(MODELS)}")
+    def __init__(self, config: BlazeFaceConfig | None = None, folder: Path | None = None, framing: Framing | None = None):
         import onnxruntime as ort
 
         from detector.backends import onnx_session_options
 
-        self.settings, self.spec = settings, MODELS[settings.model]
+        self.config = config or BlazeFaceConfig()
+        self.spec = MODELS[self.config.model]
         self.folder = Path(folder) if folder is not None else resource(MODEL_DIR)
         path = self.folder / self.spec.file
         if not path.is_file():
             raise ModelError(f"BlazeFace model not found: {path}")
         try:
-            self._session = ort.InferenceSession(str(path), onnx_session_options(settings.threads),
+            self._session = ort.InferenceSession(str(path), onnx_session_options(self.config.threads),
                                                  providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own untyped errors for a corrupt file
             raise ModelError(f"cannot load BlazeFace model {path}: {str(error).splitlines()[0][:200]}") from None
@@ -178,35 +193,56 @@ class BlazeFace:
         self._anchors = ssd_anchors(self.spec.input_size, self.spec.strides, self.spec.interpolated_scale_aspect_ratio)
         if len(self._anchors) != self.spec.num_anchors:
             raise ModelError(f"{path}: {len(self._anchors)} anchors from its options, the model has {self.spec.num_anchors}")
-        self.framing = framing or read_framing(self.folder, settings.model)
-        self.min_score = self.spec.min_score if settings.min_score is None else settings.min_score
+        self.framing = framing or read_framing(self.folder, self.config.model)
+        self.min_score = self.spec.min_score if self.config.min_score is None else self.config.min_score
 
-    def copy(self) -> "BlazeFace":
-        return BlazeFace(self.settings, self.folder, self.framing)
+    def copy(self) -> "BlazeFaceDetector":
+        return BlazeFaceDetector(self.config, self.folder, self.framing)
 
-    def _run(self, window: np.ndarray, margin: float = 0.0) -> Decoded:
-        """Candidates in one window, in the window's own pixels (letterbox undone)."""
-        side = self.spec.input_size
-        tensor, scale, (pad_x, pad_y) = letterbox(window, side, margin)
-        raw_boxes, raw_scores = self._session.run(self._outputs, {self._input: tensor[None]})
-        found = decode(raw_boxes[0], raw_scores[0], self._anchors, side, self.min_score, self.spec.score_clip)
-        offset = np.array([pad_x, pad_y], np.float32)
-        boxes = ((found.boxes.reshape(-1, 2, 2) * side - offset) / scale).reshape(-1, 4)
-        keypoints = (found.keypoints * side - offset) / scale
-        return Decoded(boxes, keypoints, found.scores)
+    def close(self) -> None:
+        """Nothing to release early: the session is freed with the object."""
 
-    def find(self, image: np.ndarray, region: tuple[int, int, int, int] | None = None) -> Found:
+    def detect(self, frame: np.ndarray, region: np.ndarray | None = None, *, strict: bool = False) -> FaceDetections:
+        """See :meth:`detector.detection.FaceDetector.detect`. Boxes are in the classifier's
+        (FER2013) framing; keypoints as the model put them. BlazeFace has one score threshold, so
+        ``strict`` changes nothing. With a region: faces whose side is within a factor of 2 of it."""
+        height, width = frame.shape[:2]
+        if region is None:
+            found = self.find(frame)
+        else:
+            x, y, w, h = (float(v) for v in region)
+            margin = self.config.roi_margin * max(w, h)
+            found = self.find(frame, (x - margin, y - margin, w + 2 * margin, h + 2 * margin), whole=False)
+        boxes = self.framing.apply(found.boxes)
+        if region is not None:  # the known face, not a neighbour a quarter or four times its size
+            ratio = np.sqrt(boxes[:, 2] * boxes[:, 3] / max(float(region[2]) * float(region[3]), 1.0))
+            keep = (ratio >= 0.5) & (ratio <= 2.0)
+            boxes, found = boxes[keep], found.take(keep)
+        boxes = clip_boxes(np.round(boxes), width, height)
+        keep = (boxes[:, 2] >= 2) & (boxes[:, 3] >= 2)
+        boxes, found = boxes[keep], found.take(keep)
+        if region is None:
+            order = np.argsort(-(boxes[:, 2].astype(np.int64) * boxes[:, 3]), kind="stable")
+        else:
+            order = np.argsort(np.linalg.norm(centres(boxes) - centres(np.asarray(region))[0], axis=1), kind="stable")
+        return FaceDetections(boxes[order], found.scores[order], found.keypoints[order])
+
+    def find(self, image: np.ndarray, region: tuple[float, float, float, float] | None = None, whole: bool = True) -> Decoded:
         """Faces in ``image`` (BGR or gray, uint8), or only in ``region`` (``x, y, w, h``, frame
-        pixels), as the model drew them, in frame pixels."""
-        x0, y0 = (0, 0) if region is None else (max(0, int(region[0])), max(0, int(region[1])))
+        pixels, cut to the frame), as the model drew them: ``Decoded`` boxes as ``x, y, w, h`` in
+        frame pixels, best score first. ``whole``: a full search (tiles and the zoomed-out view)."""
+        x0, y0 = 0, 0
         if region is not None:
+            x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
             image = image[y0:max(y0, int(region[1] + region[3])), x0:max(x0, int(region[0] + region[2]))]
         height, width = image.shape[:2]
         if min(height, width) < 2:
-            return Found(np.zeros((0, 4)), np.zeros(0, np.float32), np.zeros((0, len(KEYPOINTS), 2), np.float32))
-        windows = [(x, y, w, h, 0.0) for x, y, w, h in tiles(width, height, self.settings.tile_px)]
-        if region is None and self.settings.zoom_out:
-            windows.append((0, 0, width, height, ZOOM_OUT_MARGIN))
+            return Decoded(np.zeros((0, 4), np.float32), np.zeros((0, len(KEYPOINTS), 2), np.float32), np.zeros(0, np.float32))
+        windows = [(0, 0, width, height, 0.0)]
+        if whole:
+            windows = [(x, y, w, h, 0.0) for x, y, w, h in tiles(width, height, self.config.tile_px)]
+            if self.config.zoom_out:
+                windows.append((0, 0, width, height, ZOOM_OUT_MARGIN))
         parts = []
         for x, y, w, h, margin in windows:
             found = self._run(image[y:y + h, x:x + w], margin)
@@ -214,5 +250,32 @@ class BlazeFace:
             parts.append(Decoded((found.boxes.reshape(-1, 2, 2) + shift).reshape(-1, 4), found.keypoints + shift, found.scores))
         merged = Decoded(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
         merged = weighted_nms(merged, self.spec.iou_threshold)  # also one face seen by the frame and by tiles
-        boxes = np.concatenate([merged.boxes[:, :2], merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1).astype(np.float64)
-        return Found(boxes, merged.scores, merged.keypoints)
+        return Decoded(np.concatenate([merged.boxes[:, :2], merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1),
+                       merged.keypoints, merged.scores)
+
+    def _run(self, window: np.ndarray, margin: float = 0.0) -> Decoded:
+        """Candidates in one window, ``x0, y0, x1, y1`` in the window's own pixels (letterbox undone)."""
+        side = self.spec.input_size
+        tensor, scale, (pad_x, pad_y) = letterbox(window, side, margin)
+        raw_boxes, raw_scores = self._session.run(self._outputs, {self._input: tensor[None]})
+        found = decode(raw_boxes[0], raw_scores[0], self._anchors, side, self.min_score, self.spec.score_clip)
+        offset = np.array([pad_x, pad_y], np.float32)
+        boxes = ((found.boxes.reshape(-1, 2, 2) * side - offset) / scale).reshape(-1, 4)
+        return Decoded(boxes, (found.keypoints * side - offset) / scale, found.scores)
+
+    @staticmethod
+    def add_flags(parser: argparse.ArgumentParser) -> None:
+        """``--blazeface-model --blazeface-min-score --blazeface-tile``, defaults from :class:`BlazeFaceConfig`."""
+        d = BlazeFaceConfig()
+        group = parser.add_argument_group("blazeface detector (--detector blazeface)")
+        group.add_argument("--blazeface-model", choices=tuple(MODELS), default=d.model,
+                           help=f"full: faces near and far (default); short: faster, misses faces under ~80 px")
+        group.add_argument("--blazeface-min-score", type=float, default=d.min_score, metavar="SCORE",
+                           help="smallest face score kept, 0-1 (default: the model's own, 0.5)")
+        group.add_argument("--blazeface-tile", type=int, default=d.tile_px, metavar="PX",
+                           help=f"frames larger than this are also searched in tiles of this side, 0 = never (default {d.tile_px})")
+
+    @staticmethod
+    def config_from_flags(args: argparse.Namespace) -> BlazeFaceConfig:
+        """:class:`BlazeFaceConfig` from :meth:`add_flags`' values (``SettingsError`` as the dataclass raises it)."""
+        return BlazeFaceConfig(model=args.blazeface_model, min_score=args.blazeface_min_score, tile_px=args.blazeface_tile)

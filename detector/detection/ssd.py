@@ -55,9 +55,13 @@ def ssd_anchors(input_size: int, strides: tuple[int, ...], interpolated_scale_as
 class Decoded:
     """Candidate detections in normalised input coordinates, one row each."""
 
-    boxes: np.ndarray  # (M, 4) float32 x0, y0, x1, y1
+    boxes: np.ndarray  # (M, 4) float32 x0, y0, x1, y1 (detector.detection.blazeface's find: x, y, w, h)
     keypoints: np.ndarray  # (M, K, 2) float32 x, y
     scores: np.ndarray  # (M,) float32, sigmoid of the clipped raw score
+
+    def take(self, index) -> "Decoded":
+        """The rows ``index`` selects (a boolean mask or integer indices)."""
+        return Decoded(self.boxes[index], self.keypoints[index], self.scores[index])
 
 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int,
