@@ -36,7 +36,14 @@ def levelled_crop(image: np.ndarray, box: np.ndarray, angle: float) -> np.ndarra
 
 def face_crops(image: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray | None, level: bool = True) -> list[np.ndarray]:
     """One crop per ``x, y, w, h`` box (clamped to the frame): levelled by its eyes when
-    ``keypoints`` (``(N, K, 2)``) are given and ``level`` is on, else the frame's own pixels."""
-    if keypoints is None or not level:
-        return [image[y:y + h, x:x + w] for x, y, w, h in np.asarray(boxes, np.int64).reshape(-1, 4)]
-    return [levelled_crop(image, box, eye_angle(points)) for box, points in zip(boxes, keypoints)]
+    ``keypoints`` (``(N, K, 2)``; NaN rows: a face found without them) are given and ``level``
+    is on, else the frame's own pixels."""
+    boxes = np.asarray(boxes, np.int64).reshape(-1, 4)
+    crops = []
+    for i, (x, y, w, h) in enumerate(boxes):
+        eyes = None if keypoints is None or not level else keypoints[i, [RIGHT_EYE, LEFT_EYE]]
+        if eyes is not None and np.isfinite(eyes).all():
+            crops.append(levelled_crop(image, boxes[i], eye_angle(keypoints[i])))
+        else:
+            crops.append(image[y:y + h, x:x + w])
+    return crops
