@@ -6,9 +6,10 @@ The inputs are real pictures changed in known ways (``tools/detector_sets.py`` s
 they are). For each set and detector: the share of faces found (a box on the face), boxes elsewhere,
 and on face-free pictures the pictures with any box; per source (clip frames, photos, wall).
 Speed: full-frame ``detect`` on the clip's 640x360 frames, milliseconds p50/p95, both detectors
-single-threaded (OpenCV and ONNX Runtime one thread each). Label agreement: on the rotated pictures, the shipped classifier's label of each found
-face against its label on the upright picture by the same detector and crop, for BlazeFace with and
-without the crop levelled by the eye line (Haar has no keypoints).
+single-threaded (OpenCV and ONNX Runtime one thread each). Label agreement: on the rotated
+pictures, the shipped classifier's label of each found face against its label on the upright
+picture by the same detector and crop, for BlazeFace with and without the crop levelled by the
+eye line (Haar has no keypoints).
 """
 
 from __future__ import annotations
