@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, require_shared
+from detector.config import DetectionConfig
 from detector.detection import FaceDetections, create_detector, detector_names
 from detector.detection.blazeface import (FRAMING_FILE, MODEL_DIR, MODELS, BlazeFaceConfig, BlazeFaceDetector, Framing,
                                           letterbox, tiles)
@@ -110,7 +111,7 @@ def test_tiles_cover_a_large_frame_and_leave_a_small_one_whole():
 
 
 def test_registered_and_its_settings_checked():
-    assert "blazeface" in detector_names() and detector_names()[0] == "haar"  # Haar stays the default
+    assert "blazeface" in detector_names() and DetectionConfig.name == "haar"  # Haar stays the default
     with pytest.raises(SettingsError, match="--blazeface-min-score"):
         BlazeFaceConfig(min_score=1.5)
     with pytest.raises(SettingsError, match="--blazeface-model"):
