@@ -8,11 +8,18 @@ to ONNX by ``tools/blazeface_convert.py`` and shipped in ``models/blazeface/``; 
 sizes, anchors and thresholds in :data:`MODELS`; ``detector.detection.ssd`` decodes.
 
 The frame is letterboxed (scaled to fit, padded, never stretched), so a box maps back to frame
-pixels without distortion. A frame much larger than the model's input is also searched in
-overlapping tiles (``BlazeFaceConfig.tile_px``), so a face of ~1/20 of a 1080p still is
-as large to the model as it would be in a 640 px frame. BlazeFace's boxes sit lower and
-tighter on the face than the FER2013 crops the classifier was trained on; ``framing.json``
-(measured by ``tools/face_framing.py``) maps them to that framing.
+pixels without distortion. A full search also looks at overlapping tiles (``BlazeFaceConfig.tile_px``,
+400 px: a 50 px face is 24 px to the model, about the smallest it finds reliably); a video frame's
+tiles are at least half its longer side, so a search costs at most about seven model runs, while a
+still is tiled at 400 px whatever its size. Boxes from the frame and its tiles are merged by
+weighted NMS, and a box whose centre lies in a better one is dropped (the whole frame's coarse box
+around a face a tile saw sharply). In a still where all that finds nothing, ``detector.detection.stills``
+looks again at turned and brightened copies. BlazeFace's boxes sit lower and tighter on the face
+than the FER2013 crops the classifier was trained on; ``framing.json`` (measured by
+``tools/face_framing.py``) maps them to that framing.
+
+OpenCV is imported where it runs, not at the top: every front end imports this module to list
+its flags, and ``serve`` must set OpenCV's decoder pixel limit before cv2 loads.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from detector.detection import BLAZEFACE_KEYPOINTS, FaceDetections, register_detector
-from detector.detection.boxes import centres, clip_boxes
+from detector.detection import stills
+from detector.detection.boxes import centres, clip_boxes, same_face
 from detector.detection.ssd import Decoded, decode, ssd_anchors, weighted_nms
 from detector.errors import ModelError, check_settings
 from detector.paths import BLAZEFACE_DIR, resource
@@ -76,8 +83,10 @@ class BlazeFaceConfig:
 
     model: str = "full"  # a key of MODELS: full-range (faces up to ~5 m) or short-range (within ~2 m, faster)
     min_score: float | None = None  # None: the model's own (MediaPipe's 0.5)
-    tile_px: int = 800  # frames with a longer side above this are also searched in tiles of this side (0 = never)
-    zoom_out: bool = True  # a full search also looks at the frame shrunk onto a canvas twice its size: a face filling it
+    tile_px: int = 400  # frames with a longer side above this are also searched in tiles of this side (0 = never);
+    # a video frame's tiles are at least half its longer side
+    zoom_out: bool = True  # a full search that finds nothing also looks at the frame shrunk onto a canvas twice its size
+    still: bool = False  # frames are still images (no real-time budget): 400 px tiles at any size, turned and brightened looks
     roi_margin: float = 0.5  # a known face is re-found in its box grown by this many sides on each side
     threads: int = 1  # ONNX Runtime intra-op threads: one, beside the classifier's
 
@@ -127,6 +136,8 @@ def letterbox(image: np.ndarray, side: int, margin: float = 0.0) -> tuple[np.nda
     aspect ratio (with ``margin`` of its longer side of black on each side), centred on black,
     RGB float32 in [-1, 1] (MediaPipe's ImageToTensor range).
     Returns ``(tensor (side, side, 3), scale, (pad_x, pad_y))``: frame = (input - pad) / scale."""
+    import cv2  # here, not at the top: serve sets OpenCV's pixel limit before cv2 loads
+
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     height, width = image.shape[:2]
@@ -137,6 +148,36 @@ def letterbox(image: np.ndarray, side: int, margin: float = 0.0) -> tuple[np.nda
     pad_x, pad_y = (side - size[0]) // 2, (side - size[1]) // 2
     canvas[pad_y:pad_y + size[1], pad_x:pad_x + size[0]] = resized[:, :, 2::-1]
     return canvas.astype(np.float32) * (2.0 / 255.0) - 1.0, scale, (float(pad_x), float(pad_y))
+
+
+def tile_side(width: int, height: int, tile_px: int, still: bool) -> int:
+    """The tile side a full search of a ``width`` x ``height`` frame uses: ``tile_px``, and for a
+    video frame at least half its longer side (0: no tiles)."""
+    return tile_px if still or not tile_px else max(tile_px, -(-max(width, height) // 2))
+
+
+def one_per_face(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices of the boxes to keep, best score first: a box whose centre lies in a better kept
+    box, or that holds a better kept box's centre, is the same face seen coarser
+    (``detector.detection.boxes.same_face``). ``boxes``: ``(N, 4)`` ``x, y, w, h``."""
+    same = same_face(boxes, boxes)
+    kept: list[int] = []
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        if not any(same[i, j] for j in kept):
+            kept.append(int(i))
+    return np.asarray(kept, np.int64)
+
+
+def uncut(found: Decoded, tile: tuple[int, int, int, int], width: int, height: int) -> Decoded:
+    """``found`` in a tile (``x0, y0, x1, y1`` tile pixels), less the faces a tile edge inside the
+    frame cuts: such a face lies whole in a neighbouring tile or, larger than the overlap, in the
+    whole frame, and half a face gives a box and keypoints off the face."""
+    x, y, w, h = tile
+    margin = 0.01 * max(w, h)
+    low = np.array([0 if x == 0 else margin, 0 if y == 0 else margin], np.float32)
+    high = np.array([w if x + w >= width else w - margin, h if y + h >= height else h - margin], np.float32)
+    inside = (found.boxes[:, :2] >= low).all(axis=1) & (found.boxes[:, 2:] <= high).all(axis=1)
+    return found.take(inside)
 
 
 def tiles(width: int, height: int, tile_px: int, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
@@ -208,12 +249,12 @@ class BlazeFaceDetector:
         ``strict`` changes nothing. With a region: faces whose side is within a factor of 2 of it."""
         height, width = frame.shape[:2]
         if region is None:
-            found = self.find(frame)
+            boxes, found = self._search(frame)
         else:
             x, y, w, h = (float(v) for v in region)
             margin = self.config.roi_margin * max(w, h)
             found = self.find(frame, (x - margin, y - margin, w + 2 * margin, h + 2 * margin), whole=False)
-        boxes = self.framing.apply(found.boxes)
+            boxes = self.framing.apply(found.boxes)
         if region is not None:  # the known face, not a neighbour a quarter or four times its size
             ratio = np.sqrt(boxes[:, 2] * boxes[:, 3] / max(float(region[2]) * float(region[3]), 1.0))
             keep = (ratio >= 0.5) & (ratio <= 2.0)
@@ -227,6 +268,28 @@ class BlazeFaceDetector:
             order = np.argsort(np.linalg.norm(centres(boxes) - centres(np.asarray(region))[0], axis=1), kind="stable")
         return FaceDetections(boxes[order], found.scores[order], found.keypoints[order])
 
+    def _search(self, frame: np.ndarray) -> tuple[np.ndarray, Decoded]:
+        """A full search: framed ``(N, 4)`` float boxes and the ``Decoded`` they came from (its
+        keypoints and scores; keypoints in ``frame``'s pixels). A still where it finds nothing is
+        searched again turned and, if dark, brightened (``detector.detection.stills``)."""
+        found = self.find(frame)
+        if len(found.scores) or not self.config.still:
+            return self.framing.apply(found.boxes), found
+        parts = []
+        for degrees in stills.TURNS:
+            turned, back = stills.turn(frame, degrees)
+            seen = self.find(turned)
+            boxes, keypoints = stills.map_back(self.framing.apply(seen.boxes), seen.keypoints, back)
+            parts.append((boxes, Decoded(seen.boxes, keypoints, seen.scores)))
+        brighter = stills.lift(frame)
+        if brighter is not None:
+            seen = self.find(brighter)
+            parts.append((self.framing.apply(seen.boxes), seen))
+        boxes = np.concatenate([p[0] for p in parts])
+        found = Decoded(*(np.concatenate([getattr(p[1], f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
+        keep = one_per_face(boxes, found.scores)  # a face both a turned and the brightened copy show
+        return boxes[keep], found.take(keep)
+
     def find(self, image: np.ndarray, region: tuple[float, float, float, float] | None = None, whole: bool = True) -> Decoded:
         """Faces in ``image`` (BGR or gray, uint8), or only in ``region`` (``x, y, w, h``, frame
         pixels, cut to the frame), as the model drew them: ``Decoded`` boxes as ``x, y, w, h`` in
@@ -238,20 +301,20 @@ class BlazeFaceDetector:
         height, width = image.shape[:2]
         if min(height, width) < 2:
             return Decoded(np.zeros((0, 4), np.float32), np.zeros((0, len(KEYPOINTS), 2), np.float32), np.zeros(0, np.float32))
-        windows = [(0, 0, width, height, 0.0)]
+        parts = [self._run(image)]
         if whole:
-            windows = [(x, y, w, h, 0.0) for x, y, w, h in tiles(width, height, self.config.tile_px)]
-            if self.config.zoom_out:
-                windows.append((0, 0, width, height, ZOOM_OUT_MARGIN))
-        parts = []
-        for x, y, w, h, margin in windows:
-            found = self._run(image[y:y + h, x:x + w], margin)
-            shift = np.array([x + x0, y + y0], np.float32)
-            parts.append(Decoded((found.boxes.reshape(-1, 2, 2) + shift).reshape(-1, 4), found.keypoints + shift, found.scores))
+            if self.config.zoom_out and not len(parts[0].scores):  # a face filling the frame: too big for the model
+                parts.append(self._run(image, ZOOM_OUT_MARGIN))
+            side = tile_side(width, height, self.config.tile_px, self.config.still)
+            for x, y, w, h in tiles(width, height, side)[1:]:  # [0] is the whole frame, searched above
+                found = uncut(self._run(image[y:y + h, x:x + w]), (x, y, w, h), width, height)
+                shift = np.array([x, y], np.float32)
+                parts.append(Decoded((found.boxes.reshape(-1, 2, 2) + shift).reshape(-1, 4), found.keypoints + shift, found.scores))
         merged = Decoded(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
         merged = weighted_nms(merged, self.spec.iou_threshold)  # also one face seen by the frame and by tiles
-        return Decoded(np.concatenate([merged.boxes[:, :2], merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1),
-                       merged.keypoints, merged.scores)
+        boxes = np.concatenate([merged.boxes[:, :2] + (x0, y0), merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1)
+        keep = one_per_face(boxes, merged.scores)
+        return Decoded(boxes[keep].astype(np.float32), merged.keypoints[keep] + np.array([x0, y0], np.float32), merged.scores[keep])
 
     def _run(self, window: np.ndarray, margin: float = 0.0) -> Decoded:
         """Candidates in one window, ``x0, y0, x1, y1`` in the window's own pixels (letterbox undone)."""
@@ -273,7 +336,8 @@ class BlazeFaceDetector:
         group.add_argument("--blazeface-min-score", type=float, default=d.min_score, metavar="SCORE",
                            help="smallest face score kept, 0-1 (default: the model's own, 0.5)")
         group.add_argument("--blazeface-tile", type=int, default=d.tile_px, metavar="PX",
-                           help=f"frames larger than this are also searched in tiles of this side, 0 = never (default {d.tile_px})")
+                           help=f"frames larger than this are also searched in tiles of this side (a video frame's at least half "
+                                f"its longer side), 0 = never (default {d.tile_px})")
 
     @staticmethod
     def config_from_flags(args: argparse.Namespace) -> BlazeFaceConfig:
