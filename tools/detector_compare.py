@@ -5,6 +5,10 @@
 The inputs are real pictures changed in known ways (``tools/detector_sets.py`` says how and what
 they are). For each set and detector: the share of faces found (a box on the face), boxes elsewhere,
 and on face-free pictures the pictures with any box; per source (clip frames, photos, wall).
+Each picture is searched as the app would search it: web photos as stills (``create_face_detector``
+with ``still``: Haar at the size ``--min-face`` needs, BlazeFace with 400 px tiles and, where that
+finds nothing, turned and brightened looks), clip frames as video frames; the face-free pictures
+both ways ("face-free" and "face-free, as stills"), so the stills' extra looks are checked for boxes too.
 Speed: full-frame ``detect`` on the clip's 640x360 frames, milliseconds p50/p95, both detectors
 single-threaded (OpenCV and ONNX Runtime one thread each). Label agreement: on the rotated
 pictures, the shipped classifier's label of each found face against its label on the upright
@@ -28,15 +32,25 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from detector.align import face_crops  # noqa: E402
+from detector.config import DetectionConfig  # noqa: E402
 from detector.detection import create_detector  # noqa: E402
+from detector.pipeline import create_face_detector  # noqa: E402
 from tools.detector_sets import build, found_face  # noqa: E402
 
 DETECTORS = ("haar", "blazeface")
+FACE_FREE_STILLS = "face-free, as stills"  # the face-free pictures again, searched as stills
 
 
-def detect_all(detector, sets: dict) -> dict:
-    """Each set's detections, picture by picture (every measurement below reads these)."""
-    return {name: [detector.detect(picture.image) for picture in pictures] for name, pictures in sets.items()}
+def as_still(set_name: str, picture) -> bool:
+    """Whether the app would search ``picture`` as a still: a web photo, or the face-free set's copy for stills."""
+    return picture.source == "photo" or set_name == FACE_FREE_STILLS
+
+
+def detect_all(video, still, sets: dict) -> dict:
+    """Each set's detections, picture by picture, by the ``video`` or the ``still`` detector as
+    :func:`as_still` says (every measurement below reads these)."""
+    return {name: [(still if as_still(name, picture) else video).detect(picture.image) for picture in pictures]
+            for name, pictures in sets.items()}
 
 
 def count(pictures, detections, face_free: bool) -> dict:
@@ -138,14 +152,17 @@ def main(argv: list[str] | None = None) -> int:
 
     cv2.setNumThreads(1)  # Haar single-threaded, as BlazeFace's session is
     detectors = {name: create_detector(name) for name in DETECTORS}
+    stills = {name: create_face_detector(DetectionConfig(name), still=True) for name in DETECTORS}
     sets = build(detectors["haar"], detectors["blazeface"], args.clip_step, args.photo_step)
+    sets[FACE_FREE_STILLS] = sets["face-free"]
     clip = [p.image for p in sets["upright"] if p.source == "clip"]
     classifier = EmotionClassifier(PipelineConfig().model)
     load = round(os.getloadavg()[0], 2)
     speeds = {d: speed(detectors[d], clip) for d in DETECTORS}
-    detections = {d: detect_all(detectors[d], sets) for d in DETECTORS}
+    detections = {d: detect_all(detectors[d], stills[d], sets) for d in DETECTORS}
     data = {"detectors": list(DETECTORS), "machine": {"cpus": os.cpu_count(), "load_average_at_start": load},
-            "sets": {name: {d: count(pictures, detections[d][name], name == "face-free") for d in DETECTORS} for name, pictures in sets.items()},
+            "sets": {name: {d: count(pictures, detections[d][name], name.startswith("face-free")) for d in DETECTORS}
+                     for name, pictures in sets.items()},
             "speed": speeds, "agreement": agreement(classifier, sets, detections)}
     args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(markdown(data))

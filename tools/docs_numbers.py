@@ -163,6 +163,8 @@ VALUES: dict[str, Callable[[], str]] = {
     "flicker.lag.steps30": lambda: _lag_median("steps_30fps"),
     "soak.minutes": lambda: f"{_soak_minutes():g}",
     **{f"detectors.{d}.rotated30": _found(d, "rotated ±30°") for d in ("haar", "blazeface")},
+    **{f"detectors.{d}.rotated45": _found(d, "rotated ±45°") for d in ("haar", "blazeface")},
+    **{f"detectors.{d}.small50": _found(d, "small 50 px") for d in ("haar", "blazeface")},
     **{f"detectors.{d}.dark008": _found(d, "dark x0.08") for d in ("haar", "blazeface")},
     **{f"detectors.{d}.ms": (lambda d=d: f"{report('detectors')['speed'][d]['p50']:.1f}") for d in ("haar", "blazeface")},
     "soak.growth": lambda: f"{report('soak')['verdict']['rss_growth_percent']:+.2f}%",
