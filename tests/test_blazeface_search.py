@@ -124,3 +124,14 @@ def test_far_faces_case_every_face_found_as_the_app_searches_a_still(still):
         assert len(found) == 5, name
         centres = found.boxes[:, :2] + found.boxes[:, 2:] / 2
         assert np.ptp(centres[:, 1]) < 40 and np.diff(np.sort(centres[:, 0])).min() > 200  # one row of five faces
+
+
+def test_the_brightened_look_draws_no_small_box_on_a_frame_with_the_face_cut_out(still, video):
+    """Clip frames 88, 224 and 284 with the face cut out (tools/detector_sets.py's face-free set): the
+    brightened look once showed a 17 px face on each; a second look keeps only faces of min-face size."""
+    haar = create_detector("haar")
+    frames = detector_sets.clip_frames(1)
+    for index in (88, 224, 284):
+        face = detector_sets.true_face(frames[index], haar, video)
+        cut = detector_sets.face_free([], [Picture(frames[index], face, "clip", index)])[0]
+        assert len(still.detect(cut.image)) == 0, index

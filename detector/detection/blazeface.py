@@ -287,7 +287,8 @@ class BlazeFaceDetector:
             parts.append((self.framing.apply(seen.boxes), seen))
         boxes = np.concatenate([p[0] for p in parts])
         found = Decoded(*(np.concatenate([getattr(p[1], f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
-        keep = one_per_face(boxes, found.scores)  # a face both a turned and the brightened copy show
+        large = np.flatnonzero(boxes[:, 2:].min(axis=1) >= stills.MIN_FACE * min(frame.shape[:2]))
+        keep = large[one_per_face(boxes[large], found.scores[large])]  # a face both a turned and the brightened copy show
         return boxes[keep], found.take(keep)
 
     def find(self, image: np.ndarray, region: tuple[float, float, float, float] | None = None, whole: bool = True) -> Decoded:

@@ -17,6 +17,10 @@ TURNS = (-45.0, 45.0)
 DARK_BELOW = 128
 #: The brightened copy's 99th percentile, and the most it is multiplied by.
 LIFT_TO, MAX_GAIN = 220.0, 8.0
+#: A second look keeps only faces of at least this share of the picture's shorter side (Haar's
+#: ``--min-face`` default): brightening a dark scene also brightens its noise, and on clip frames with
+#: the face cut out it showed faces of 17 px (5%) that are not there (docs/DETECTORS.md, as stills).
+MIN_FACE = 0.1
 
 
 def turn(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
