@@ -36,6 +36,7 @@ KEY_QUIT = (ord("q"), 27)  # q, Esc
 KEY_PAUSE = ord(" ")
 KEY_SNAPSHOT = ord("s")
 KEY_TIMELINE = ord("t")
+KEY_DETECTOR = ord("d")  # the next face detector (--detector's choices, in turn)
 
 
 @dataclass
@@ -206,8 +207,29 @@ def _loop(config, source, pipeline, overlay, sinks, show, notice, stats, bar, si
             if not _show(annotated, config, result, frame_period, started, view, signals, overlay):
                 stats.stopped_by = "user"
                 return
+            if view.pop("switch_detector", False):
+                view["detector"] = next_detector(pipeline, config, view.get("detector", config.pipeline.detection.name))
         if config.max_frames and stats.frames >= config.max_frames:
             return
+
+
+def next_detector(pipeline, config: AppConfig, current: str) -> str:
+    """Switch ``pipeline`` to the detector after ``current`` in the registry (the run's own settings
+    for the one it was started with, defaults for the others); returns the one now running."""
+    from detector.detection import detector_names
+
+    names = detector_names()
+    name = names[(names.index(current) + 1) % len(names)] if current in names else names[0]
+    detection = config.pipeline.detection
+    try:
+        switched = pipeline.switch_detector(name, detection.settings if name == detection.name else None)
+    except UserError as error:  # its model missing, say: the run goes on with the one it had
+        print(f"cannot switch to face detector {name}: {error}", file=sys.stderr)
+        return current
+    if switched:
+        print(f"face detector: {name}", file=sys.stderr)
+        return name
+    return current
 
 
 def _show(image, config: AppConfig, result, frame_period: float, started: float, view: dict, signals: _Signals,
@@ -230,6 +252,8 @@ def _show(image, config: AppConfig, result, frame_period: float, started: float,
         print(f"snapshot saved: {path}" if saved else f"could not save snapshot {path}", file=sys.stderr)
     if key == KEY_TIMELINE:
         view["timeline"] = not view["timeline"]
+    if key == KEY_DETECTOR:
+        view["switch_detector"] = True  # the loop switches it: it owns the pipeline
     if key in KEY_QUIT:
         return False
     return _window_open()

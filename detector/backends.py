@@ -55,21 +55,30 @@ def output_classes(shape, path: Path) -> int | None:
     return sized[0] if sized else 1
 
 
+def onnx_session_options(threads: int = 0):
+    """ONNX Runtime options for one model call per frame: ``threads`` intra-op threads (0: one per
+    core, up to 4), one inter-op thread, sequential, every graph optimisation, quiet, no spinning."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or _physical_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # one call per frame: threads spinning between calls would only take the core the
+    # face search runs on (and show as CPU use with nothing to do)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxBackend(Backend):
     name = "onnx"
 
     def __init__(self, path: Path, threads: int = 0, providers: tuple[str, ...] | None = None):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _physical_cores()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # one call per frame: threads spinning between calls would only take the core the
-        # face search runs on (and show as CPU use with nothing to do)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = onnx_session_options(threads)
         available = ort.get_available_providers()
         chosen = [p for p in (providers or PREFERRED_PROVIDERS) if p in available] or ["CPUExecutionProvider"]
         try:

@@ -100,6 +100,7 @@ class PipelineConfig:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     whole_image: str = "auto"  # auto | always | never
+    align: bool = True  # level each face crop by its eye line where the detector gives keypoints (--no-align)
 
     def __post_init__(self) -> None:
         check_settings(f"--whole-image must be one of {', '.join(WHOLE_IMAGE_MODES)}, got {self.whole_image!r}"

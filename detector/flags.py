@@ -51,6 +51,9 @@ def add_detection_flags(parser: argparse.ArgumentParser) -> None:
                        help=f"search the whole frame for new faces every N frames; known faces are re-found every frame (default {identity.full_every})")
     group.add_argument("--full-lag", type=int, default=identity.full_lag,
                        help=f"the full search runs beside the frame loop; its faces join N frames later, 0 = inline (default {identity.full_lag})")
+    group.add_argument("--no-align", dest="align", action="store_false",
+                       help="classify each face crop as the frame shows it, not levelled by its eye line "
+                            "(levelling needs a detector with keypoints: blazeface)")
     for name in detector_names():
         add_flags = getattr(detector_class(name), "add_flags", None)
         if add_flags is not None:
@@ -104,4 +107,4 @@ def pipeline_config(args: argparse.Namespace):
     smoothing = SmoothingConfig(getattr(args, "smoothing", SmoothingConfig.seconds))
     identity = IdentityConfig(full_every=args.full_every, full_lag=args.full_lag)
     return PipelineConfig(model=model_config(args), detection=detection_config(args), identity=identity,
-                          smoothing=smoothing, whole_image=args.whole_image)
+                          smoothing=smoothing, whole_image=args.whole_image, align=getattr(args, "align", True))

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from detector.config import IdentityConfig
-from detector.detection import FaceDetector
+from detector.detection import FaceDetections, FaceDetector
 from detector.detection.boxes import centres as _centres
 from detector.detection.boxes import clip_boxes, iou_matrix, same_face as _same_face
 from detector.results import Faces
@@ -106,11 +106,12 @@ class FaceFinder:
 
     def __call__(self, frame: np.ndarray, time: float = 0.0) -> Faces:
         """Faces seen in ``frame`` (``(H, W, 3)`` BGR or ``(H, W)`` gray, handed to the detector
-        as it is), largest first, with ids; ``time`` in seconds (the frame's own), for how long
-        a lost face is remembered."""
+        as it is), largest first, with ids and, from a detector that gives them, keypoints;
+        ``time`` in seconds (the frame's own), for how long a lost face is remembered."""
+        self._keypoints = {}
         config = self.config
         if self._frame == 0:
-            self._set(self._new_faces(self._searcher.detect(frame).boxes, time), frame.shape[:2])
+            self._set(self._new_faces(self._remember(self._searcher.detect(frame)), time), frame.shape[:2])
             self._next_search = max(1, config.full_every)
         else:
             lost = self._refind(frame, time)
@@ -122,7 +123,26 @@ class FaceFinder:
                 self._pending = None
         self._frame += 1
         seen = self._known.take(self._known.missed == 0)  # only faces seen in this frame: no box over where one was
-        return Faces(seen.boxes, ids=seen.ids)
+        return Faces(seen.boxes, ids=seen.ids, keypoints=self._keypoints_of(seen.boxes))
+
+    def _remember(self, found: FaceDetections) -> np.ndarray:
+        """``found``'s boxes, its keypoints kept by box for this frame's result."""
+        if found.keypoints is not None:
+            self._keypoints.update((tuple(int(v) for v in box), points) for box, points in zip(found.boxes, found.keypoints))
+        return found.boxes
+
+    def _keypoints_of(self, boxes: np.ndarray) -> np.ndarray | None:
+        """Each box's keypoints as found in this frame (NaN for a box found without them); None
+        for a detector without keypoints."""
+        if not self._keypoints:
+            return None
+        k = len(next(iter(self._keypoints.values())))
+        missing = np.full((k, 2), np.nan, np.float32)
+        return np.array([self._keypoints.get(tuple(int(v) for v in box), missing) for box in boxes], np.float32).reshape(-1, k, 2)
+
+    def use(self, detector: FaceDetector, searcher: FaceDetector) -> None:
+        """Re-find and search with these detectors from the next frame on (call :meth:`cancel` first)."""
+        self.detector, self._searcher = detector, searcher
 
     def cancel(self) -> None:
         """Wait for a full search still running on the worker thread (or drop one not yet
@@ -166,7 +186,7 @@ class FaceFinder:
     def _near(self, frame: np.ndarray, box: np.ndarray, strict: bool = False) -> np.ndarray | None:
         """The face the detector finds nearest ``box``, of about its size, as an int64 box; or None."""
         found = self.detector.detect(frame, region=box, strict=strict)
-        return found.boxes[0].astype(np.int64) if len(found) else None
+        return self._remember(found.take([0]))[0].astype(np.int64) if len(found) else None
 
     def _tilted(self, frame: np.ndarray, last: np.ndarray, found: list) -> list:
         """Look for each face not re-found upright at a tilt (``detector.tilt``), but only a
@@ -257,16 +277,16 @@ class FaceFinder:
         self._pending = (self._frame, self._frame + lag, future)
         self._next_search = self._frame + max(1, config.full_every)
 
-    def _full_search(self, frame: np.ndarray) -> np.ndarray:
-        return self._searcher.detect(frame).boxes
+    def _full_search(self, frame: np.ndarray) -> FaceDetections:
+        return self._searcher.detect(frame)
 
-    def _merge(self, frame: np.ndarray, searched: np.ndarray, searched_frame: int, time: float) -> None:
+    def _merge(self, frame: np.ndarray, search: FaceDetections, searched_frame: int, time: float) -> None:
         """Add the search's new faces, re-found in this frame when the search looked at an
         earlier one (a face may have left since). A known face the search missed (it looks at
         a smaller frame) is doubted unless its own region holds a face at full strength; a
         face doubted by two searches in a row is dropped, so a region that only looks a
         little like a face cannot hold on to a box for long."""
-        known = self._known
+        known, searched = self._known, search.boxes
         same = _same_face(known.boxes, searched)
         doubted = np.where(same.any(axis=1), 0, known.doubted + 1)
         for i in np.flatnonzero(doubted):
@@ -275,7 +295,9 @@ class FaceFinder:
         known = _Known(known.boxes, known.ids, known.velocity, known.missed, doubted.astype(np.int32))
         self._forget(known.take(doubted >= 2), time)
         new = searched[~same.any(axis=0)]
-        if searched_frame != self._frame and len(new):
+        if searched_frame == self._frame:
+            self._remember(search)
+        elif len(new):
             found = [self._near(frame, box) for box in new]
             new = np.array([box for box in found if box is not None], np.int64).reshape(-1, 4)
         kept = known.take(doubted < 2)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 DEFAULT_MODEL_DIR = "saved_model_trt"
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+#: MediaPipe's BlazeFace models as ONNX, with their licence and framing (tools/blazeface_convert.py, tools/face_framing.py).
+BLAZEFACE_DIR = "models/blazeface"
 SAMPLE_CLIP = "samples/sample_face.mp4"
 #: Where ``train`` and ``evaluate`` read FER2013 unless told: ``$FER2013_DIR``, else this project's shared layout.
 DEFAULT_DATA_DIR = os.environ.get("FER2013_DIR") or "../shared/fer2013"

@@ -58,7 +58,7 @@ def create_pipeline(config: PipelineConfig, classifier: EmotionClassifier | None
     if whole.mode != "always":
         detector = create_face_detector(config.detection, still)
         stages.append(("detect", DetectFaces(detector, config.identity, ids)))
-    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier))]
+    stages += [("whole_image", whole), ("classify", ClassifyFaces(classifier, config.align))]
     if config.smoothing.seconds > 0:
         stages.append(("smooth", ProbabilitySmoother(config.smoothing)))
     return Pipeline(stages)
@@ -90,6 +90,20 @@ class Pipeline:
             timings[name] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         return replace(result, timings=timings)
+
+    def switch_detector(self, name: str, settings=None) -> bool:
+        """Detect faces with the registered detector ``name`` from the next frame on (``settings``:
+        its ``Config``; None: its defaults); face ids carry on. False when the pipeline has no
+        detect stage (whole-image mode ``always``).
+
+        Raises:
+            SettingsError, UserError: an unknown name, or a detector that cannot load its files.
+        """
+        stage = dict(self.stages).get("detect")
+        if not isinstance(stage, DetectFaces):
+            return False
+        stage.use_detector(create_detector(name, settings))
+        return True
 
     def reset(self) -> None:
         """A new source starts: no face, id or average carries over (ids are not reused)."""

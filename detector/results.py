@@ -21,12 +21,16 @@ class Faces:
     ``probs`` has one column per class once classified (zero columns before).
     ``raw_probs`` are the classifier's own, before temporal smoothing.
     ``ids`` are face ids: the face finder's, or the whole-image stage's (-1: none yet).
+    ``keypoints`` are ``(N, K, 2)`` float32 ``x, y`` frame pixels from a detector that gives them
+    (BlazeFace: ``detector.detection.BLAZEFACE_KEYPOINTS``; NaN for a face found without them),
+    else None.
     """
 
     boxes: np.ndarray
     probs: np.ndarray = None  # type: ignore[assignment]
     raw_probs: np.ndarray = None  # type: ignore[assignment]
     ids: np.ndarray = None  # type: ignore[assignment]
+    keypoints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.int32).reshape(-1, 4)
@@ -43,6 +47,16 @@ class Faces:
         object.__setattr__(self, "probs", probs)
         object.__setattr__(self, "raw_probs", raw)
         object.__setattr__(self, "ids", ids)
+        if self.keypoints is not None:
+            keypoints = np.asarray(self.keypoints, np.float32)
+            if keypoints.ndim != 3 or len(keypoints) != n or keypoints.shape[2] != 2:
+                raise ValueError(f"Faces: keypoints must be ({n}, K, 2) or None, got {keypoints.shape}")
+            object.__setattr__(self, "keypoints", keypoints)
+
+    def take(self, index) -> "Faces":
+        """The rows ``index`` selects (a boolean mask or integer indices), every array alike."""
+        keypoints = None if self.keypoints is None else self.keypoints[index]
+        return Faces(self.boxes[index], self.probs[index], self.raw_probs[index], self.ids[index], keypoints)
 
     @classmethod
     def empty(cls) -> "Faces":
@@ -88,6 +102,8 @@ class FrameResult:
                 record["id"] = int(self.faces.ids[i])
             if self.whole_image:
                 record["whole_image"] = True
+            if self.faces.keypoints is not None and np.isfinite(self.faces.keypoints[i]).all():
+                record["keypoints"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.faces.keypoints[i]]
             if self.faces.classified:
                 probs = self.faces.probs[i]
                 best = int(np.argmax(probs))

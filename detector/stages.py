@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Iterator
 
+from detector.align import face_crops
 from detector.classifier import EmotionClassifier
 from detector.config import IdentityConfig
 from detector.detection import FaceDetector
@@ -43,6 +44,16 @@ class DetectFaces(Stage):
         self._find.cancel()  # its search may still run on the worker, on the detector the next finder uses
         self._find = self._finder()
 
+    def use_detector(self, detector: FaceDetector) -> None:
+        """Go on with ``detector`` from the next frame (the window's detector key): the known
+        faces stay, re-found by it in their own regions, so they keep their ids."""
+        self._find.cancel()  # the old searcher may be running on the worker
+        old = (self.detector, self._searcher)
+        self.detector, self._searcher = detector, detector.copy()
+        self._find.use(self.detector, self._searcher)
+        for replaced in old:
+            replaced.close()
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._searcher.close()
@@ -50,12 +61,14 @@ class DetectFaces(Stage):
 
 
 class ClassifyFaces(Stage):
-    """All faces of a frame in one batched model call."""
+    """All faces of a frame in one batched model call. Where the detector gave keypoints and
+    ``align`` is on, each crop is levelled by its eye line first (``detector.align``)."""
 
-    def __init__(self, classifier: EmotionClassifier):
-        self.classifier = classifier
+    def __init__(self, classifier: EmotionClassifier, align: bool = True):
+        self.classifier, self.align = classifier, align
 
     def __call__(self, result: FrameResult) -> FrameResult:
-        probs = self.classifier.classify(result.image, result.faces.boxes)
-        faces = Faces(result.faces.boxes, probs, ids=result.faces.ids)
-        return replace(result, faces=faces, labels=self.classifier.labels)
+        faces = result.faces
+        probs = self.classifier.predict_crops(face_crops(result.image, faces.boxes, faces.keypoints, self.align))
+        return replace(result, faces=Faces(faces.boxes, probs, ids=faces.ids, keypoints=faces.keypoints),
+                       labels=self.classifier.labels)

@@ -51,4 +51,4 @@ class ProbabilitySmoother(Stage):
                 smoothed[i] = previous[1] + alpha * (raw[i] - previous[1])
             self._state[track_id] = (result.time, smoothed[i])
         self._state = {k: v for k, v in self._state.items() if result.time - v[0] <= self.forget_after}
-        return replace(result, faces=Faces(faces.boxes, smoothed, raw, faces.ids))
+        return replace(result, faces=Faces(faces.boxes, smoothed, raw, faces.ids, faces.keypoints))

@@ -60,7 +60,7 @@ class WholeImageFallback(Stage):
             sides = np.minimum(result.faces.boxes[:, 2], result.faces.boxes[:, 3])
             keep = sides >= FACE_SHARE * min(height, width)
             if keep.any():
-                return replace(result, faces=Faces(result.faces.boxes[keep], ids=result.faces.ids[keep]))
+                return replace(result, faces=result.faces.take(keep))
         if self._id is None:
             self._id = next(self._ids)
         return replace(result, faces=Faces(np.array([[0, 0, width, height]]), ids=np.array([self._id])), whole_image=True)

@@ -109,6 +109,8 @@ def test_bundle_holds_the_resources(bundle):
     # the lean bundle has no TensorFlow to load the SavedModel with, so it leaves the SavedModel out (build.spec)
     assert (internal / "saved_model_trt" / "saved_model.pb").is_file() == WITH_TENSORFLOW
     assert (internal / "saved_model_trt" / "variables").is_dir() == WITH_TENSORFLOW
+    for name in ("face_detection_full_range.onnx", "face_detection_short_range.onnx", "LICENSE", "framing.json"):
+        assert (internal / "models" / "blazeface" / name).is_file(), f"models/blazeface/{name} is not bundled"
     assert not (bundle.parent / "saved_model_trt").exists()  # nothing next to the exe: the bundled copy is used
 
 
@@ -176,6 +178,19 @@ def test_frozen_report_matches_the_source_report(both_runs):
     want_summary = json.loads((want_dir / "summary.json").read_text())
     assert got_summary["labels"] == want_summary["labels"] and got_summary["frames"] == want_summary["frames"] == FRAMES
     assert {k: v["dominant"] for k, v in got_summary["faces"].items()} == {k: v["dominant"] for k, v in want_summary["faces"].items()}
+
+
+def test_frozen_blazeface_finds_what_the_source_run_finds(bundle, tmp_path):
+    runs = {}
+    for kind in ("frozen", "source"):
+        log = tmp_path / f"{kind}.jsonl"
+        args = ("--source", str(SAMPLE_CLIP), "--detector", "blazeface", "--no-display", "--max-frames", "20", "--log", str(log))
+        done = run_frozen(bundle, *args, cwd=tmp_path) if kind == "frozen" else run_main(*args)
+        assert done.returncode == 0, f"{kind}: {done.stderr[-3000:]}"
+        runs[kind] = _lines(log)
+    assert all(len(line["faces"]) == 1 for line in runs["frozen"])
+    for got, want in zip(runs["frozen"], runs["source"], strict=True):
+        assert [(f["box"], f["keypoints"], f["label"]) for f in got["faces"]] == [(f["box"], f["keypoints"], f["label"]) for f in want["faces"]]
 
 
 def test_default_model_never_loads_tensorflow_in_the_bundle(bundle, tmp_path):

@@ -59,7 +59,7 @@ def test_copies_of_a_detector_run_on_two_threads_with_the_same_results(name, fra
 
 
 def test_an_unknown_detector_name_lists_the_valid_ones():
-    with pytest.raises(SettingsError, match="unknown face detector 'nope'; choose one of: haar"):
+    with pytest.raises(SettingsError, match="unknown face detector 'nope'; choose one of: blazeface, haar"):
         create_detector("nope")
 
 

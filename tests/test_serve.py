@@ -34,7 +34,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from detector.bench import letterbox
-from detector.config import IdentityConfig, PipelineConfig
+from detector.config import DetectionConfig, IdentityConfig, PipelineConfig
 from detector.pipeline import create_pipeline
 from detector.results import FrameResult
 from detector.serve.app import create_app
@@ -128,6 +128,15 @@ def test_predict_finds_the_face_the_app_finds(client, face_jpeg, face_image):
     check_probs(face["probs"], client.get("/model").json()["labels"])
     x, y, w, h = face["box"]
     assert 260 < x + w / 2 < 500 and 100 < y + h / 2 < 300  # the woman's face, right of centre
+
+
+def test_predict_with_blazeface_gives_the_keypoints_the_app_writes(client, face_jpeg, face_image):
+    pipeline = PipelineConfig(detection=DetectionConfig("blazeface"))
+    with local(create_app(ServeConfig(pipeline=pipeline, workers=1))) as blaze:
+        face = upload(blaze, face_jpeg).json()["faces"][0]
+    want = create_pipeline(pipeline)(FrameResult(0, 0.0, "alone", face_image)).records[0]
+    assert face["box"] == want["box"] and face["keypoints"] == want["keypoints"] and len(face["keypoints"]) == 6
+    assert upload(client, face_jpeg).json()["faces"][0]["keypoints"] is None  # Haar: none
 
 
 def test_predict_whole_picture_as_one_face(client, face_image):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,12 @@ def test_window_shows_overlay_and_obeys_keys(tmp_path, xvfb_display, shipped_mod
             time.sleep(0.2)
         assert list(tmp_path.glob("snapshot_*.png")), "s did not save a snapshot"
 
+        xdotool(xvfb_display, "key", "--window", window, "d")  # the next detector: BlazeFace, with keypoints
+        deadline = time.time() + 20
+        while '"keypoints"' not in log.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        assert '"keypoints"' in log.read_text(), "d did not switch to BlazeFace"
+
         xdotool(xvfb_display, "key", "--window", window, "space")  # pause: the window says so
         time.sleep(1.5)
         x, y, w, h = window_geometry(xvfb_display, window)
@@ -51,8 +58,11 @@ def test_window_shows_overlay_and_obeys_keys(tmp_path, xvfb_display, shipped_mod
         xdotool(xvfb_display, "key", "--window", window, "space")  # resume
         xdotool(xvfb_display, "key", "--window", window, "q")
         assert app.wait(timeout=30) == 0
+        assert "face detector: blazeface" in app.stderr.read()
     finally:
         if app.poll() is None:
             app.kill()
     lines = log.read_text().splitlines()
     assert 0 < len(lines) < 472  # quit before the 19.7 s clip ended, and what was seen is kept
+    ids = {face["id"] for line in lines for face in json.loads(line)["faces"]}
+    assert len(ids) <= 2  # the one face kept its id across the switch (at most one new id, if it slipped)

@@ -66,6 +66,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calibration": _block("detector.training.temperature", "markdown", "calibration"),
     "wine-bundle": _block("tools.wine_bundle", "markdown", "wine_bundle"),
     "wine-bundle-largest": _block("tools.wine_bundle", "largest", "wine_bundle"),
+    "detectors": _block("tools.detector_compare", "markdown", "detectors"),
+    "framing": _block("tools.face_framing", "markdown", "framing"),
     "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
 }
 
@@ -95,6 +97,15 @@ def _flicker_row(video: str, tau: float | None = None) -> dict:
     data = report("flicker")
     tau = data["default_tau"] if tau is None else tau
     return next(r for r in data["flicker"] if r["video"] == video and r["tau"] == tau)
+
+
+def _found(detector: str, set_name: str) -> Callable[[], str]:
+    """Share of faces ``detector`` found in a set of tools/detector_compare.py, all sources together."""
+    def share() -> str:
+        rows = report("detectors")["sets"][set_name][detector].values()
+        return f"{100 * sum(r['found'] for r in rows) / sum(r['pictures'] for r in rows):.1f}%"
+
+    return share
 
 
 def _lag_median(column: str) -> str:
@@ -166,6 +177,11 @@ VALUES: dict[str, Callable[[], str]] = {
     "flicker.lag.sample": lambda: _lag_median("sample_clip"),
     "flicker.lag.steps30": lambda: _lag_median("steps_30fps"),
     "soak.minutes": lambda: f"{_soak_minutes():g}",
+    **{f"detectors.{d}.rotated30": _found(d, "rotated ±30°") for d in ("haar", "blazeface")},
+    **{f"detectors.{d}.rotated45": _found(d, "rotated ±45°") for d in ("haar", "blazeface")},
+    **{f"detectors.{d}.small50": _found(d, "small 50 px") for d in ("haar", "blazeface")},
+    **{f"detectors.{d}.dark008": _found(d, "dark x0.08") for d in ("haar", "blazeface")},
+    **{f"detectors.{d}.ms": (lambda d=d: f"{report('detectors')['speed'][d]['p50']:.1f}") for d in ("haar", "blazeface")},
     "soak.growth": lambda: f"{report('soak')['verdict']['rss_growth_percent']:+.2f}%",
 }
 

@@ -166,4 +166,4 @@ def create_detector(name: str, config: Any = None) -> FaceDetector:
 
 
 # The registry: each built-in detector registers itself when imported here.
-from detector.detection import haar  # noqa: E402,F401
+from detector.detection import blazeface, haar  # noqa: E402,F401

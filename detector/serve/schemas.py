@@ -19,6 +19,9 @@ class FaceOut(BaseModel):
     label: str = Field(description="the most likely class")
     score: float = Field(description="its probability")
     probs: dict[str, float] = Field(description="every class, most likely first; sums to 1")
+    keypoints: list[list[float]] | None = Field(
+        default=None, description="with --detector blazeface: six [x, y] points in the picture's pixels: right eye, left "
+                                  "eye (the person's), nose tip, mouth, right ear, left ear; null for Haar")
 
 
 class PredictOut(BaseModel):
@@ -73,14 +76,16 @@ class ErrorOut(BaseModel):
 
 def faces_out(result: FrameResult) -> list[FaceOut]:
     """One-shot faces: the records without ids or raw probabilities."""
-    return [FaceOut(box=r["box"], label=r["label"], score=r["score"], probs=most_likely_first(r["probs"])) for r in result.records]
+    return [FaceOut(box=r["box"], label=r["label"], score=r["score"], probs=most_likely_first(r["probs"]),
+                    keypoints=r.get("keypoints")) for r in result.records]
 
 
 def stream_frame(result: FrameResult, decode_ms: float) -> StreamFrame:
     """A frame of a stream, its faces with ids and smoothed; ``raw_probs`` equal ``probs`` where
     smoothing changed nothing. Every face has an id: the face finder's, or the whole-image stage's."""
     faces = [StreamFace(box=r["box"], id=r["id"], label=r["label"], score=r["score"], probs=most_likely_first(r["probs"]),
-                        raw_probs=most_likely_first(r.get("raw_probs", r["probs"]))) for r in result.records]
+                        raw_probs=most_likely_first(r.get("raw_probs", r["probs"])), keypoints=r.get("keypoints"))
+             for r in result.records]
     timings = {"decode": round(decode_ms, 2), **{k: round(v, 2) for k, v in result.timings.items()}}
     height, width = result.image.shape[:2]
     return StreamFrame(frame=result.index, time=round(result.time, 4), width=width, height=height, faces=faces, timings=timings)
