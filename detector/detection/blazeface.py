@@ -286,7 +286,7 @@ class BlazeFaceDetector:
             seen = self.find(brighter)
             parts.append((self.framing.apply(seen.boxes), seen))
         boxes = np.concatenate([p[0] for p in parts])
-        found = Decoded(*(np.concatenate([getattr(p[1], f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
+        found = Decoded.concat([p[1] for p in parts])
         large = np.flatnonzero(boxes[:, 2:].min(axis=1) >= stills.MIN_FACE * min(frame.shape[:2]))
         keep = large[one_per_face(boxes[large], found.scores[large])]  # a face both a turned and the brightened copy show
         return boxes[keep], found.take(keep)
@@ -311,7 +311,7 @@ class BlazeFaceDetector:
                 found = uncut(self._run(image[y:y + h, x:x + w]), (x, y, w, h), width, height)
                 shift = np.array([x, y], np.float32)
                 parts.append(Decoded((found.boxes.reshape(-1, 2, 2) + shift).reshape(-1, 4), found.keypoints + shift, found.scores))
-        merged = Decoded(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("boxes", "keypoints", "scores")))
+        merged = Decoded.concat(parts)
         merged = weighted_nms(merged, self.spec.iou_threshold)  # also one face seen by the frame and by tiles
         boxes = np.concatenate([merged.boxes[:, :2] + (x0, y0), merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1)
         keep = one_per_face(boxes, merged.scores)
@@ -333,7 +333,7 @@ class BlazeFaceDetector:
         d = BlazeFaceConfig()
         group = parser.add_argument_group("blazeface detector (--detector blazeface)")
         group.add_argument("--blazeface-model", choices=tuple(MODELS), default=d.model,
-                           help=f"full: faces near and far (default); short: faster, misses faces under ~80 px")
+                           help="full: faces near and far (default); short: faster, misses faces under ~80 px")
         group.add_argument("--blazeface-min-score", type=float, default=d.min_score, metavar="SCORE",
                            help="smallest face score kept, 0-1 (default: the model's own, 0.5)")
         group.add_argument("--blazeface-tile", type=int, default=d.tile_px, metavar="PX",

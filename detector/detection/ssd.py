@@ -63,6 +63,11 @@ class Decoded:
         """The rows ``index`` selects (a boolean mask or integer indices)."""
         return Decoded(self.boxes[index], self.keypoints[index], self.scores[index])
 
+    @staticmethod
+    def concat(parts: "list[Decoded]") -> "Decoded":
+        """The rows of every part, in order (candidates of several windows or looks)."""
+        return Decoded(*(np.concatenate([getattr(part, name) for part in parts]) for name in ("boxes", "keypoints", "scores")))
+
 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int,
            min_score: float, score_clip: float = 100.0) -> Decoded:
