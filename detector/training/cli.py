@@ -38,8 +38,9 @@ HELP = {
     "labels_from": "fer2013: FER2013's own label; ferplus: the ten FER+ votes (ferplus.csv beside the data), chosen on FER+ val majority; mix: both",
     "fer2013_weight": "with --labels-from mix: targets = (1 - W) * FER+ vote shares + W * FER2013's one-hot label",
     "camera_augment": "strength of camera-like augmentation (blur, noise, gamma, low light), 0 = off",
-    "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble",
-    "distill_weight": "with --teacher: targets = W * teacher + (1 - W) * one-hot",
+    "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble "
+               "(with --labels-from ferplus: on the faces with a FER+ majority, checkpoints chosen on FER+ val majority)",
+    "distill_weight": "with --teacher: targets = W * teacher + (1 - W) * one-hot label (FER2013's, or the FER+ majority)",
     "class_weight_power": "0 = no class re-weighting, 1 = full inverse frequency",
     "weights": "weights file to start from: ImageNet weights for the keras.applications backbones, or an earlier run's best.keras (fine-tuning, a new schedule)",
     "limit": "use only N train images (and N/4 val) for a smoke run; 0 = all",
@@ -119,8 +120,8 @@ def _check(config: TrainConfig) -> None:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
     if config.labels_from != "fer2013" and not has_votes(data):
         raise UserError(f"--labels-from {config.labels_from} needs the FER+ votes: {votes_path(data)} not found")
-    if config.labels_from != "fer2013" and config.teacher:
-        raise UserError("--teacher and --labels-from ferplus|mix both set the soft targets: choose one")
+    if config.labels_from == "mix" and config.teacher:
+        raise UserError("--teacher and --labels-from mix both set the soft targets: choose one")
     if not 0 <= config.fer2013_weight <= 1:
         raise UserError(f"--fer2013-weight must be between 0 and 1, got {config.fer2013_weight}")
     if config.teacher and not Path(config.teacher).is_file():

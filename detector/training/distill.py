@@ -62,18 +62,20 @@ def write_soft_targets(models: Sequence[str], data: str, out: Path) -> Path:
 
 
 def load_soft_targets(path: str | Path, split: Split) -> np.ndarray:
-    """The cached ``(N, C)`` targets for ``split``, checked face by face.
+    """The cached ``(N, C)`` targets for ``split``'s faces, matched by image path (the cache
+    covers every train face; ``--labels-from ferplus`` trains on the faces with a FER+ majority).
 
     Raises:
-        UserError: the file is missing, or was made from other faces or classes.
+        UserError: the file is missing, lacks one of ``split``'s faces, or has other classes.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"soft targets not found: {path} (make them with python -m detector.training.distill)")
     with np.load(path) as cached:
-        if tuple(cached["classes"]) != tuple(split.classes) or tuple(cached["paths"]) != tuple(split.paths):
-            raise UserError(f"{path} was made from other train faces or classes than {len(split)} faces here: make it again")
-        return cached["targets"]
+        row = {face: i for i, face in enumerate(cached["paths"].tolist())}
+        if tuple(cached["classes"]) != tuple(split.classes) or any(face not in row for face in split.paths):
+            raise UserError(f"{path} was made from other train faces or classes than the {len(split)} faces here: make it again")
+        return cached["targets"][[row[face] for face in split.paths]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -160,7 +160,7 @@ def sgd(config: TrainConfig, learning_rate) -> "keras.optimizers.SGD":
 def _splits(config: TrainConfig):
     """Train and val splits, cut to ``config.limit`` for a smoke run. With ``--labels-from
     ferplus|mix`` both carry FER+ labels (majority as ``labels``, votes as soft targets); with
-    ``--teacher`` the train split carries the teacher's probabilities."""
+    ``--teacher`` the train split carries the teacher's probabilities (in place of the votes)."""
     from detector.training import data as fer
 
     from detector.training.ferplus import relabel
