@@ -116,6 +116,28 @@ def test_registered_and_its_settings_checked():
         BlazeFaceConfig(min_score=1.5)
     with pytest.raises(SettingsError, match="--blazeface-model"):
         BlazeFaceConfig(model="huge")
+    with pytest.raises(SettingsError, match="--blazeface-refind"):
+        BlazeFaceConfig(refind_model="huge")
+
+
+@pytest.mark.parametrize("refind, lost_at_most", [("short", 0), ("full", None)])
+def test_a_face_turned_45_degrees_is_followed_in_every_frame_by_the_short_range_refind(refind, lost_at_most):
+    """A known face fills about half its re-find window: the short-range model's case. The
+    full-range model finds faces up to about half its input, so re-finding with it loses this
+    turned face in some frames (the default re-finds with the short-range model)."""
+    from detector.identity import FaceFinder
+
+    capture = cv2.VideoCapture(str(REPO_ROOT / "samples" / "sample_face.mp4"))
+    frames = [capture.read()[1] for _ in range(90)]
+    capture.release()
+    height, width = frames[0].shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), -45, 1.0)
+    finder = FaceFinder(BlazeFaceDetector(BlazeFaceConfig(refind_model=refind)))
+    lost = sum(len(finder(cv2.warpAffine(frame, turn, (width, height)), i / 30).boxes) == 0 for i, frame in enumerate(frames))
+    if lost_at_most is None:
+        assert lost > 0
+    else:
+        assert lost <= lost_at_most
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
@@ -164,7 +186,9 @@ def test_a_region_refinds_the_known_face_and_nothing_elsewhere(blazeface, clip_f
     frame = clip_frames[0]
     known = blazeface.detect(frame).boxes[0]
     again = blazeface.detect(frame, known)
-    assert len(again) == 1 and iou_matrix(again.boxes, known[None])[0, 0] > 0.8
+    # the same face; the short-range model that re-finds it frames this face about 9% tighter than
+    # the full-range search (its framing map is a median over 648 real faces: docs/framing.json)
+    assert len(again) == 1 and iou_matrix(again.boxes, known[None])[0, 0] > 0.7
     assert len(blazeface.detect(frame, np.array([20, 20, 120, 120]))) == 0  # the wall
 
 

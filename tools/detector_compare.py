@@ -13,7 +13,9 @@ Speed: full-frame ``detect`` on the clip's 640x360 frames, milliseconds p50/p95,
 single-threaded (OpenCV and ONNX Runtime one thread each). Label agreement: on the rotated
 pictures, the shipped classifier's label of each found face against its label on the upright
 picture by the same detector and crop, for BlazeFace with and without the crop levelled by the
-eye line (Haar has no keypoints).
+eye line (Haar has no keypoints). Followed: the sample clip's first five seconds as videos, upright,
+turned, darkened and shrunk, through the app's face finder: the frames where it reports the face,
+for Haar and for BlazeFace re-finding a known face with the full-range or the short-range model.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from detector.align import face_crops  # noqa: E402
 from detector.config import DetectionConfig  # noqa: E402
 from detector.detection import create_detector  # noqa: E402
 from detector.pipeline import create_face_detector  # noqa: E402
-from tools.detector_sets import build, found_face  # noqa: E402
+from detector.detection.blazeface import BlazeFaceConfig, BlazeFaceDetector  # noqa: E402
+from tools.detector_sets import build, found_face, wall  # noqa: E402
 
 DETECTORS = ("haar", "blazeface")
 FACE_FREE_STILLS = "face-free, as stills"  # the face-free pictures again, searched as stills
@@ -118,6 +121,55 @@ def agreement(classifier, sets: dict, detections: dict) -> dict:
     return result
 
 
+FOLLOWED_FRAMES = 150  # the sample clip's first five seconds, as a video
+
+
+def video_sequences(wall_image: np.ndarray, face_side: float) -> dict[str, list[np.ndarray]]:
+    """The clip's first frames as videos changed in known ways: upright, turned about the frame's
+    centre, darkened, and shrunk onto the wall so the face is 50 px."""
+    from detector.bench import sample_frames
+
+    frames = sample_frames()[0][:FOLLOWED_FRAMES]
+    height, width = frames[0].shape[:2]
+
+    def turned(degrees: float) -> list[np.ndarray]:
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+        return [cv2.warpAffine(f, turn, (width, height), borderMode=cv2.BORDER_REPLICATE) for f in frames]
+
+    def shrunk(side: int) -> list[np.ndarray]:
+        out = []
+        for frame in frames:
+            image, canvas = cv2.resize(frame, None, fx=side / face_side, fy=side / face_side, interpolation=cv2.INTER_AREA), wall_image.copy()
+            canvas[40:40 + image.shape[0], 60:60 + image.shape[1]] = image
+            out.append(canvas)
+        return out
+
+    return {"upright": frames, "rotated 30°": turned(30), "rotated -45°": turned(-45),
+            "dark x0.08": [cv2.convertScaleAbs(f, alpha=0.08) for f in frames], "small 50 px": shrunk(50)}
+
+
+def followed(detectors: dict, sequences: dict[str, list[np.ndarray]]) -> dict:
+    """Per video and detector: frames where the face finder (``detector.identity.FaceFinder``, the
+    app's tracking, every search in the frame's own time) reports the clip's one face, and its ms
+    per frame. BlazeFace with each re-find model: the full search finds the face, the re-find
+    model follows it from frame to frame."""
+    from detector.identity import FaceFinder
+
+    result = {}
+    for name, frames in sequences.items():
+        result[name] = {}
+        for variant, detector in detectors.items():
+            finder, one, times = FaceFinder(detector), 0, []
+            for i, frame in enumerate(frames):
+                start = time.perf_counter()
+                faces = finder(frame, i / 30)
+                times.append((time.perf_counter() - start) * 1000)
+                one += len(faces.boxes) == 1
+            result[name][variant] = {"frames": len(frames), "one_face": one, "share": round(one / len(frames), 4),
+                                     "ms_p50": round(float(np.percentile(times, 50)), 2)}
+    return result
+
+
 def _cell(row: dict) -> str:
     if "found" in row:
         return f"{100 * row['found_share']:.1f}% ({row['found']}/{row['pictures']}), {row['other_boxes']} other"
@@ -138,6 +190,12 @@ def markdown(data: dict) -> str:
     lines += ["", "| label kept under rotation | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for set_name, rows in data["agreement"].items():
         lines.append(f"| {set_name} | " + " | ".join(f"{100 * rows[v]['agreement']:.1f}% of {rows[v]['faces']}" for v in variants) + " |")
+    variants = list(next(iter(data["followed"].values())))
+    lines += ["", "| clip as video: frames with its face, ms per frame p50 | " + " | ".join(variants) + " |",
+              "|---|" + "---|" * len(variants)]
+    for name, rows in data["followed"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{100 * rows[v]['share']:.1f}% ({rows[v]['one_face']}/{rows[v]['frames']}), "
+                                                f"{rows[v]['ms_p50']:.1f} ms" for v in variants) + " |")
     return "\n".join(lines)
 
 
@@ -160,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     load = round(os.getloadavg()[0], 2)
     speeds = {d: speed(detectors[d], clip) for d in DETECTORS}
     detections = {d: detect_all(detectors[d], stills[d], sets) for d in DETECTORS}
+    trackers = {"haar": detectors["haar"], "blazeface, re-find full": BlazeFaceDetector(BlazeFaceConfig(refind_model="full")),
+                "blazeface, re-find short (default)": detectors["blazeface"]}
+    face_side = float(np.median([p.face[2] for p in sets["upright"] if p.source == "clip" and p.face is not None]))
     data = {"detectors": list(DETECTORS), "machine": {"cpus": os.cpu_count(), "load_average_at_start": load},
             "sets": {name: {d: count(pictures, detections[d][name], name.startswith("face-free")) for d in DETECTORS}
                      for name, pictures in sets.items()},
-            "speed": speeds, "agreement": agreement(classifier, sets, detections)}
+            "speed": speeds, "agreement": agreement(classifier, sets, detections),
+            "followed": followed(trackers, video_sequences(wall(), face_side))}
     args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(markdown(data))
     return 0

@@ -12,10 +12,15 @@ The classifier learnt from FER2013's 48x48 crops, each a face framed the same wa
 2. Real faces (``../shared/wild-dev`` photos and sample-clip frames) where Haar and BlazeFace each
    find exactly one face, the same one: Haar's box relative to BlazeFace's.
 
+3. The same real faces re-found as the face finder re-finds a known face: each model run on the
+   full-range search's box grown by ``roi_margin`` on each side, where the face fills about half
+   its input (the short-range model frames a face tighter there than in a whole frame).
+
 Each relation is a centre offset ``dx, dy`` (in box sides) and a size ratio ``sx, sy``; medians.
-BlazeFace's mapping is (2) followed by Haar's (1): a fixed affine map from BlazeFace's box to the
-FER2013 framing, written to ``models/blazeface/framing.json`` and read by
-``detector.detection.blazeface``. Haar's own boxes are left as the app measured and shipped them.
+BlazeFace's search mapping is (2) followed by Haar's (1), its re-find mapping (3) followed by the
+full-range search mapping: fixed affine maps from BlazeFace's boxes to the FER2013 framing,
+written to ``models/blazeface/framing.json`` and read by ``detector.detection.blazeface``. Haar's
+own boxes are left as the app measured and shipped them.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from detector.detection.blazeface import FRAMING_FILE, MODEL_DIR, MODELS, BlazeFaceConfig, BlazeFaceDetector, Framing  # noqa: E402
+from detector.detection.blazeface import FRAMING_FILE, FRAMING_ROLES, MODEL_DIR, MODELS, BlazeFaceConfig, BlazeFaceDetector, Framing  # noqa: E402
 from detector.detection.haar import HaarFaceDetector  # noqa: E402
 from detector.labels import FER2013_LABELS  # noqa: E402
 from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
@@ -91,6 +96,24 @@ def on_real_faces(haar, blazeface, images: list[np.ndarray]) -> dict:
     return summary(rows, len(images))
 
 
+def on_refind_windows(search, refind, images: list[np.ndarray], margin: float) -> dict:
+    """Measurement 3: the full-range search's box relative to a model's box when it re-finds that
+    face in its region (the box grown by ``margin`` of its side on each side, as the face finder
+    looks; ``BlazeFaceConfig.roi_margin``), where the face fills about half the model's input."""
+    rows = []
+    for image in images:
+        found = search(image)
+        if len(found) != 1:
+            continue
+        x, y, w, h = (float(v) for v in found[0])
+        grow = margin * max(w, h)
+        box = on_face(np.asarray(refind(image, (x - grow, y - grow, w + 2 * grow, h + 2 * grow)), np.float64).reshape(-1, 4),
+                      tuple(found[0]))
+        if box is not None:
+            rows.append(relation(box, tuple(found[0])))
+    return summary(rows, len(images))
+
+
 def compose(first: dict, then: dict) -> dict:
     """The map ``first`` followed by ``then`` (each ``dx, dy, sx, sy`` medians): one affine map."""
     return {"dx": round(first["dx"] + then["dx"] * first["sx"], 4), "dy": round(first["dy"] + then["dy"] * first["sy"], 4),
@@ -103,13 +126,17 @@ def markdown(data: dict) -> str:
              "|---|---|---|---|---|---|"]
     rows = [(f"FER2013 crop vs {name}'s box", row) for name, row in data["fer_crops"].items()]
     rows += [(f"Haar's box vs BlazeFace {model}'s, real faces", row) for model, row in data["real_faces"].items()]
+    rows += [(f"BlazeFace full's search box vs {model}'s re-find box, real faces", row) for model, row in data["refind_windows"].items()]
     for title, row in rows:
         cells = [f"{row[k]['median']:+.3f} ({row[k]['p25']:+.3f} to {row[k]['p75']:+.3f})" if k[0] == "d"
                  else f"{row[k]['median']:.3f} ({row[k]['p25']:.3f} to {row[k]['p75']:.3f})" for k in KEYS]
         lines.append(f"| {title} | {row['used']}/{row['images']} | " + " | ".join(cells) + " |")
-    maps = "; ".join(f"{model}: " + ", ".join(f"{k} {v:+.3f}" if k[0] == "d" else f"{k} {v:.3f}" for k, v in m.items())
-                     for model, m in data["mappings"].items())
-    return "\n".join(lines) + f"\n\nApplied to BlazeFace's boxes (medians, interquartile range in brackets above): {maps}."
+    def maps(table: dict) -> str:
+        return "; ".join(f"{model}: " + ", ".join(f"{k} {v:+.3f}" if k[0] == "d" else f"{k} {v:.3f}" for k, v in m.items())
+                         for model, m in table.items())
+
+    return "\n".join(lines) + (f"\n\nApplied to BlazeFace's boxes (medians, interquartile range in brackets above): in a full "
+                               f"search, {maps(data['mappings'])}; re-finding a known face, {maps(data['refind_mappings'])}.")
 
 
 def real_images(every: int = 8) -> list[np.ndarray]:
@@ -136,21 +163,28 @@ def main(argv: list[str] | None = None) -> int:
     faces = fer_faces(args.data, args.per_class)
     haar = HaarFaceDetector()
     detectors = {"haar": lambda image: haar.detect(image).boxes}
+    refinders = {}
     for model in MODELS:  # identity framing: the raw boxes are what is measured
-        blazeface = BlazeFaceDetector(BlazeFaceConfig(model=model), framing=Framing())
+        blazeface = BlazeFaceDetector(BlazeFaceConfig(model=model, refind_model=model), framing=Framing())
         detectors[f"blazeface-{model}"] = lambda image, b=blazeface: b.find(image).boxes
+        refinders[model] = lambda image, region, b=blazeface: b.find(image, region, whole=False).boxes
     images = real_images()
     data = {"method": f"(1) FER2013 test crops, {args.per_class} per class, pasted at {SIDE} px on the sample clip's wall: "
                       "the crop's square vs the detector's box; (2) wild-dev photos and sample-clip frames where Haar and "
                       "BlazeFace each find one face, the same one: Haar's box vs BlazeFace's. dx, dy: centre offset in box "
                       "sides; sx, sy: side ratio. Mapping: (2) then Haar's (1).",
             "fer_crops": on_crops(detectors, fer_faces(args.data, args.per_class)),
-            "real_faces": {model: on_real_faces(detectors["haar"], detectors[f"blazeface-{model}"], images) for model in MODELS}}
+            "real_faces": {model: on_real_faces(detectors["haar"], detectors[f"blazeface-{model}"], images) for model in MODELS},
+            "refind_windows": {model: on_refind_windows(detectors["blazeface-full"], refinders[model], images, BlazeFaceConfig().roi_margin)
+                               for model in MODELS}}
     medians = {name: {key: row[key]["median"] for key in KEYS} for name, row in
                [("haar", data["fer_crops"]["haar"]), *data["real_faces"].items()]}
     data["mappings"] = {model: compose(medians[model], medians["haar"]) for model in MODELS}
+    refind = {model: {key: row[key]["median"] for key in KEYS} for model, row in data["refind_windows"].items()}
+    data["refind_mappings"] = {model: compose(refind[model], data["mappings"]["full"]) for model in MODELS}
     (REPO / "docs" / "framing.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    card = {"source": "python tools/face_framing.py (docs/framing.json has the measurement)", "mappings": data["mappings"]}
+    card = {"source": "python tools/face_framing.py (docs/framing.json has the measurement)",
+            **{key: data[key] for key in FRAMING_ROLES.values()}}
     (REPO / MODEL_DIR / FRAMING_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     print(markdown(data))
     return 0

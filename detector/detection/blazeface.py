@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 MODEL_DIR = BLAZEFACE_DIR
 FRAMING_FILE = "framing.json"
+#: framing.json's table of box maps for each role a model plays: a full search of a frame, or
+#: re-finding a known face in its region (where the face fills half the input and is framed differently).
+FRAMING_ROLES = {"search": "mappings", "refind": "refind_mappings"}
 #: The full-range model finds faces up to about half its input: a frame filled by one face (a
 #: close webcam, a portrait photo) is also searched with this margin of black on each side.
 ZOOM_OUT_MARGIN = 0.5
@@ -82,6 +85,8 @@ class BlazeFaceConfig:
     """
 
     model: str = "full"  # a key of MODELS: full-range (faces up to ~5 m) or short-range (within ~2 m, faster)
+    refind_model: str = "short"  # the model that re-finds a known face in its region, where the face fills about
+    # half the window: the short-range model's case, at a third of the full-range model's cost (docs/DETECTORS.md)
     min_score: float | None = None  # None: the model's own (MediaPipe's 0.5)
     tile_px: int = 400  # frames with a longer side above this are also searched in tiles of this side (0 = never);
     # a video frame's tiles are at least half its longer side
@@ -93,6 +98,8 @@ class BlazeFaceConfig:
     def __post_init__(self) -> None:
         check_settings(
             f"--blazeface-model must be one of {', '.join(MODELS)}, got {self.model!r}" if self.model not in MODELS else "",
+            f"--blazeface-refind must be one of {', '.join(MODELS)}, got {self.refind_model!r}"
+            if self.refind_model not in MODELS else "",
             f"--blazeface-min-score must be between 0 and 1, got {self.min_score}"
             if self.min_score is not None and not 0 < self.min_score < 1 else "",
             f"--blazeface-tile must be 0 or 128 or more, got {self.tile_px}" if self.tile_px and self.tile_px < 128 else "",
@@ -120,14 +127,15 @@ class Framing:
         return np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
 
 
-def read_framing(folder: Path, model: str) -> Framing:
-    """``framing.json``'s mapping for ``model``. Raises ModelError when the file or entry is missing."""
+def read_framing(folder: Path, model: str, role: str = "search") -> Framing:
+    """``framing.json``'s mapping for ``model`` in ``role`` (a key of :data:`FRAMING_ROLES`).
+    Raises ModelError when the file or entry is missing."""
     path = folder / FRAMING_FILE
     try:
-        entry = json.loads(path.read_text(encoding="utf-8"))["mappings"][model]
+        entry = json.loads(path.read_text(encoding="utf-8"))[FRAMING_ROLES[role]][model]
         return Framing(*(float(entry[key]) for key in ("dx", "dy", "sx", "sy")))
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelError(f"{path}: no usable box mapping for BlazeFace '{model}' ({error}); "
+        raise ModelError(f"{path}: no usable {role} box mapping for BlazeFace '{model}' ({error}); "
                          f"rebuild it with python tools/face_framing.py") from None
 
 
@@ -200,33 +208,25 @@ def tiles(width: int, height: int, tile_px: int, overlap: float = 0.25) -> list[
     return windows
 
 
-@register_detector("blazeface")
-class BlazeFaceDetector:
-    """One BlazeFace session: faces at any roll (``rotation_tolerant``), scored, with six keypoints.
-    Not thread-safe: ``copy()`` gives another with its own session.
+class _Network:
+    """One BlazeFace model in one role (``"search"`` or ``"refind"``), loaded: its ONNX Runtime
+    session, anchors, the role's box framing and the score threshold.
 
     Raises:
-        ModelError: the model or its framing.json is missing or unreadable.
+        ModelError: the model file or its framing.json entry is missing or unreadable.
     """
 
-    Config = BlazeFaceConfig
-    name = "blazeface"
-    rotation_tolerant = True
-
-    def __init__(self, config: BlazeFaceConfig | None = None, folder: Path | None = None, framing: Framing | None = None):
+    def __init__(self, name: str, role: str, folder: Path, config: BlazeFaceConfig, framing: Framing | None):
         import onnxruntime as ort
 
         from detector.backends import onnx_session_options
 
-        self.config = config or BlazeFaceConfig()
-        self.spec = MODELS[self.config.model]
-        self.folder = Path(folder) if folder is not None else resource(MODEL_DIR)
-        path = self.folder / self.spec.file
+        self.spec = MODELS[name]
+        path = folder / self.spec.file
         if not path.is_file():
             raise ModelError(f"BlazeFace model not found: {path}")
         try:
-            self._session = ort.InferenceSession(str(path), onnx_session_options(self.config.threads),
-                                                 providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path), onnx_session_options(config.threads), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own untyped errors for a corrupt file
             raise ModelError(f"cannot load BlazeFace model {path}: {str(error).splitlines()[0][:200]}") from None
         self._input = self._session.get_inputs()[0].name
@@ -234,11 +234,46 @@ class BlazeFaceDetector:
         self._anchors = ssd_anchors(self.spec.input_size, self.spec.strides, self.spec.interpolated_scale_aspect_ratio)
         if len(self._anchors) != self.spec.num_anchors:
             raise ModelError(f"{path}: {len(self._anchors)} anchors from its options, the model has {self.spec.num_anchors}")
-        self.framing = framing or read_framing(self.folder, self.config.model)
-        self.min_score = self.spec.min_score if self.config.min_score is None else self.config.min_score
+        self.framing = framing or read_framing(folder, name, role)
+        self.min_score = self.spec.min_score if config.min_score is None else config.min_score
+
+    def run(self, window: np.ndarray, margin: float = 0.0) -> Decoded:
+        """Candidates in one window, ``x0, y0, x1, y1`` in the window's own pixels (letterbox undone)."""
+        side = self.spec.input_size
+        tensor, scale, (pad_x, pad_y) = letterbox(window, side, margin)
+        raw_boxes, raw_scores = self._session.run(self._outputs, {self._input: tensor[None]})
+        found = decode(raw_boxes[0], raw_scores[0], self._anchors, side, self.min_score, self.spec.score_clip)
+        offset = np.array([pad_x, pad_y], np.float32)
+        boxes = ((found.boxes.reshape(-1, 2, 2) * side - offset) / scale).reshape(-1, 4)
+        return Decoded(boxes, (found.keypoints * side - offset) / scale, found.scores)
+
+
+@register_detector("blazeface")
+class BlazeFaceDetector:
+    """BlazeFace: faces at any roll (``rotation_tolerant``), scored, with six keypoints. Full
+    searches run ``config.model``; a known face is re-found in its region by ``config.refind_model``.
+    Not thread-safe: ``copy()`` gives another with its own sessions.
+
+    ``framing``: a box map in place of framing.json's, for every model (identity: the raw boxes).
+
+    Raises:
+        ModelError: a model or its framing.json entry is missing or unreadable.
+    """
+
+    Config = BlazeFaceConfig
+    name = "blazeface"
+    rotation_tolerant = True
+
+    def __init__(self, config: BlazeFaceConfig | None = None, folder: Path | None = None, framing: Framing | None = None):
+        self.config = config or BlazeFaceConfig()
+        self.folder = Path(folder) if folder is not None else resource(MODEL_DIR)
+        self._framing = framing
+        self._search = _Network(self.config.model, "search", self.folder, self.config, framing)
+        self._refind = _Network(self.config.refind_model, "refind", self.folder, self.config, framing)
+        self.spec, self.framing = self._search.spec, self._search.framing  # what a full search uses
 
     def copy(self) -> "BlazeFaceDetector":
-        return BlazeFaceDetector(self.config, self.folder, self.framing)
+        return BlazeFaceDetector(self.config, self.folder, self._framing)
 
     def close(self) -> None:
         """Nothing to release early: the session is freed with the object."""
@@ -249,12 +284,12 @@ class BlazeFaceDetector:
         ``strict`` changes nothing. With a region: faces whose side is within a factor of 2 of it."""
         height, width = frame.shape[:2]
         if region is None:
-            boxes, found = self._search(frame)
+            boxes, found = self._search_all(frame)
         else:
             x, y, w, h = (float(v) for v in region)
             margin = self.config.roi_margin * max(w, h)
             found = self.find(frame, (x - margin, y - margin, w + 2 * margin, h + 2 * margin), whole=False)
-            boxes = self.framing.apply(found.boxes)
+            boxes = self._refind.framing.apply(found.boxes)
         if region is not None:  # the known face, not a neighbour a quarter or four times its size
             ratio = np.sqrt(boxes[:, 2] * boxes[:, 3] / max(float(region[2]) * float(region[3]), 1.0))
             keep = (ratio >= 0.5) & (ratio <= 2.0)
@@ -268,7 +303,7 @@ class BlazeFaceDetector:
             order = np.argsort(np.linalg.norm(centres(boxes) - centres(np.asarray(region))[0], axis=1), kind="stable")
         return FaceDetections(boxes[order], found.scores[order], found.keypoints[order])
 
-    def _search(self, frame: np.ndarray) -> tuple[np.ndarray, Decoded]:
+    def _search_all(self, frame: np.ndarray) -> tuple[np.ndarray, Decoded]:
         """A full search: framed ``(N, 4)`` float boxes and the ``Decoded`` they came from (its
         keypoints and scores; keypoints in ``frame``'s pixels). A still where it finds nothing is
         searched again turned and, if dark, brightened (``detector.detection.stills``)."""
@@ -294,7 +329,8 @@ class BlazeFaceDetector:
     def find(self, image: np.ndarray, region: tuple[float, float, float, float] | None = None, whole: bool = True) -> Decoded:
         """Faces in ``image`` (BGR or gray, uint8), or only in ``region`` (``x, y, w, h``, frame
         pixels, cut to the frame), as the model drew them: ``Decoded`` boxes as ``x, y, w, h`` in
-        frame pixels, best score first. ``whole``: a full search (tiles and the zoomed-out view)."""
+        frame pixels, best score first. ``whole``: a full search (the search model, tiles and the
+        zoomed-out view); else one look by the re-find model."""
         x0, y0 = 0, 0
         if region is not None:
             x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
@@ -302,38 +338,32 @@ class BlazeFaceDetector:
         height, width = image.shape[:2]
         if min(height, width) < 2:
             return Decoded(np.zeros((0, 4), np.float32), np.zeros((0, len(KEYPOINTS), 2), np.float32), np.zeros(0, np.float32))
-        parts = [self._run(image)]
+        net = self._search if whole else self._refind
+        parts = [net.run(image)]
         if whole:
             if self.config.zoom_out and not len(parts[0].scores):  # a face filling the frame: too big for the model
-                parts.append(self._run(image, ZOOM_OUT_MARGIN))
+                parts.append(net.run(image, ZOOM_OUT_MARGIN))
             side = tile_side(width, height, self.config.tile_px, self.config.still)
             for x, y, w, h in tiles(width, height, side)[1:]:  # [0] is the whole frame, searched above
-                found = uncut(self._run(image[y:y + h, x:x + w]), (x, y, w, h), width, height)
+                found = uncut(net.run(image[y:y + h, x:x + w]), (x, y, w, h), width, height)
                 shift = np.array([x, y], np.float32)
                 parts.append(Decoded((found.boxes.reshape(-1, 2, 2) + shift).reshape(-1, 4), found.keypoints + shift, found.scores))
         merged = Decoded.concat(parts)
-        merged = weighted_nms(merged, self.spec.iou_threshold)  # also one face seen by the frame and by tiles
+        merged = weighted_nms(merged, net.spec.iou_threshold)  # also one face seen by the frame and by tiles
         boxes = np.concatenate([merged.boxes[:, :2] + (x0, y0), merged.boxes[:, 2:] - merged.boxes[:, :2]], axis=1)
         keep = one_per_face(boxes, merged.scores)
         return Decoded(boxes[keep].astype(np.float32), merged.keypoints[keep] + np.array([x0, y0], np.float32), merged.scores[keep])
 
-    def _run(self, window: np.ndarray, margin: float = 0.0) -> Decoded:
-        """Candidates in one window, ``x0, y0, x1, y1`` in the window's own pixels (letterbox undone)."""
-        side = self.spec.input_size
-        tensor, scale, (pad_x, pad_y) = letterbox(window, side, margin)
-        raw_boxes, raw_scores = self._session.run(self._outputs, {self._input: tensor[None]})
-        found = decode(raw_boxes[0], raw_scores[0], self._anchors, side, self.min_score, self.spec.score_clip)
-        offset = np.array([pad_x, pad_y], np.float32)
-        boxes = ((found.boxes.reshape(-1, 2, 2) * side - offset) / scale).reshape(-1, 4)
-        return Decoded(boxes, (found.keypoints * side - offset) / scale, found.scores)
-
     @staticmethod
     def add_flags(parser: argparse.ArgumentParser) -> None:
-        """``--blazeface-model --blazeface-min-score --blazeface-tile``, defaults from :class:`BlazeFaceConfig`."""
+        """``--blazeface-model --blazeface-refind --blazeface-min-score --blazeface-tile``, defaults from :class:`BlazeFaceConfig`."""
         d = BlazeFaceConfig()
         group = parser.add_argument_group("blazeface detector (--detector blazeface)")
         group.add_argument("--blazeface-model", choices=tuple(MODELS), default=d.model,
                            help="full: faces near and far (default); short: faster, misses faces under ~80 px")
+        group.add_argument("--blazeface-refind", choices=tuple(MODELS), default=d.refind_model,
+                           help=f"the model that re-finds a known face in its region every frame (default {d.refind_model}: "
+                                f"the face fills half the window, the short-range model's case, at a third of the cost)")
         group.add_argument("--blazeface-min-score", type=float, default=d.min_score, metavar="SCORE",
                            help="smallest face score kept, 0-1 (default: the model's own, 0.5)")
         group.add_argument("--blazeface-tile", type=int, default=d.tile_px, metavar="PX",
@@ -343,4 +373,5 @@ class BlazeFaceDetector:
     @staticmethod
     def config_from_flags(args: argparse.Namespace) -> BlazeFaceConfig:
         """:class:`BlazeFaceConfig` from :meth:`add_flags`' values (``SettingsError`` as the dataclass raises it)."""
-        return BlazeFaceConfig(model=args.blazeface_model, min_score=args.blazeface_min_score, tile_px=args.blazeface_tile)
+        return BlazeFaceConfig(model=args.blazeface_model, refind_model=args.blazeface_refind,
+                               min_score=args.blazeface_min_score, tile_px=args.blazeface_tile)
