@@ -55,6 +55,7 @@ def _soak_minutes() -> float:
 BLOCKS: dict[str, Callable[[], str]] = {
     "bench": _block("detector.bench", "markdown", "bench"),
     "bench-unpaced": _block("detector.bench", "markdown", "bench_unpaced"),
+    "bench-blazeface": _block("detector.bench", "markdown", "bench_blazeface"),
     "flicker": _block("tools.flicker", "markdown", "flicker"),
     "soak": _block("tools.soak", "markdown", "soak"),
     "quantization": _block("tools.quantize", "markdown", "quantization"),
@@ -140,6 +141,9 @@ VALUES: dict[str, Callable[[], str]] = {
     "bench.1face.p50": _clip("1 face"), "bench.1face.p95": _clip("1 face", stat="p95"),
     "bench.4faces.p50": _clip("4 faces"), "bench.4faces.p95": _clip("4 faces", stat="p95"),
     "bench.1face.classify": _clip("1 face", "classify"),
+    "bench.blazeface.1face.p95": lambda: f"{report('bench_blazeface')['clips']['1 face']['pipeline']['ms']['total']['p95']:.1f}",
+    "bench.blazeface.haar.p95": lambda: f"{report('bench_blazeface')['clips']['1 face']['default_detector']['ms']['total']['p95']:.1f}",
+    "bench.blazeface.4faces.p95": lambda: f"{report('bench_blazeface')['clips']['4 faces']['pipeline']['ms']['total']['p95']:.1f}",
     "bench.1face.speedup": lambda: f"{report('bench')['clips']['1 face']['speedup_p50']}",
     "bench.4faces.speedup": lambda: f"{report('bench')['clips']['4 faces']['speedup_p50']}",
     "bench.cold_start": lambda: f"{report('bench')['startup']['cold_start_s']:.1f}",
@@ -165,6 +169,7 @@ VALUES: dict[str, Callable[[], str]] = {
     "shipped.member1_tta": lambda: f"{100 * _export()['ensemble']['member_val_accuracy'][1]['flip_tta']:.1f}%",  # run 1: listed second
     "shipped.member2_tta": lambda: f"{100 * _export()['ensemble']['member_val_accuracy'][0]['flip_tta']:.1f}%",
     "shipped.ensemble_tta": lambda: f"{100 * _export()['ensemble']['val_accuracy_flip_tta']:.1f}%",
+    "shipped.ensemble_no_tta": lambda: f"{100 * _export()['ensemble']['val_accuracy_no_tta']:.1f}%",
     "shipped.member1_val": lambda: f"{100 * _previous()['training'][0]['val_accuracy']:.1f}%",
     "shipped.member2_val": lambda: f"{100 * _previous()['training'][1]['val_accuracy']:.1f}%",
     "shipped.train_minutes": lambda: f"{sum(run['train_minutes'] for run in _export()['training']):.0f}",
