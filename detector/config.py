@@ -151,6 +151,7 @@ class TrainConfig:
     camera_augment: float = 0.0  # strength of blur, sensor noise, gamma and low light (real cameras' faces), 0 = off
     labels_from: str = "fer2013"  # fer2013: its one annotator; ferplus: ten FER+ votes per face; mix: both (training.ferplus)
     fer2013_weight: float = 0.3  # with --labels-from mix: targets = (1 - w) * FER+ votes + w * FER2013's label
+    contempt: str = "drop"  # FER+'s contempt votes in the train targets: drop, or fold into disgust (training.ferplus)
     teacher: str | None = None  # soft targets from python -m detector.training.distill (.npz)
     distill_weight: float = 0.7  # targets = weight * teacher + (1 - weight) * one-hot, with --teacher
     class_weight_power: float = 0.5  # 0 = no re-weighting, 1 = full inverse frequency

@@ -67,6 +67,32 @@ def test_relabel_keeps_only_faces_with_a_majority_and_mixes_as_said(votes_dir):
     assert ferplus.relabel(train, votes_dir, "fer2013") is train
 
 
+def test_contempt_folded_into_disgust_adds_the_contempt_faces_as_disgust(votes_dir):
+    train = load_split(votes_dir, "train")
+    dropped = ferplus.relabel(train, votes_dir, "ferplus")
+    folded = ferplus.relabel(train, votes_dir, "ferplus", contempt="fold")
+    disgust = FER2013_LABELS.index("disgust")
+    votes = ferplus.split_votes(votes_dir, train.paths)
+    row = dict(zip(train.paths, votes))
+    contempt = ferplus.VOTE_COLUMNS.index("contempt")
+    contempt_majority = int((votes.argmax(axis=1) == contempt).sum())
+    added = set(folded.paths) - set(dropped.paths)  # faces that had no seven-class majority before
+    assert set(dropped.paths) <= set(folded.paths) and len(added) >= contempt_majority
+    assert all(row[p][contempt] > 0 for p in added)
+    assert all(label == disgust for p, label in zip(folded.paths, folded.labels) if p in added)
+    assert (folded.labels == disgust).sum() > 2 * (dropped.labels == disgust).sum()
+    # a face with contempt votes: its disgust share grows; one without: its targets do not move
+    by_path = dict(zip(folded.paths, folded.soft_targets))
+    kept = range(len(dropped))
+    with_contempt = [i for i in kept if row[dropped.paths[i]][contempt] >= 2]
+    without = [i for i in kept if row[dropped.paths[i]][contempt] == 0]
+    assert all(by_path[dropped.paths[i]][disgust] > dropped.soft_targets[i][disgust]
+               for i in with_contempt if dropped.soft_targets[i][disgust] < 1)  # all votes disgust already: stays 1
+    assert all(np.allclose(by_path[dropped.paths[i]], dropped.soft_targets[i]) for i in without[:2000])
+    with pytest.raises(ferplus.UserError, match="contempt"):
+        ferplus.relabel(train, votes_dir, "ferplus", contempt="spread")
+
+
 def test_train_on_votes_records_it_and_needs_the_vote_file(votes_dir, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", str(votes_dir), "--out", str(out), "--epochs", "1", "--limit", "256", "--batch-size", "64",
@@ -81,6 +107,9 @@ def test_train_on_votes_records_it_and_needs_the_vote_file(votes_dir, tmp_path):
     refused = run_main(*[str(bare) if a == str(votes_dir) else a for a in args])
     assert refused.returncode == 2 and "ferplus.csv" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    fer2013_labels = run_main(*[a for a in args if a not in ("--labels-from", "ferplus")], "--contempt", "fold")
+    assert fer2013_labels.returncode == 2 and "--contempt fold" in fer2013_labels.stderr, fer2013_labels.stderr
+    assert len(fer2013_labels.stderr.strip().splitlines()) == 1, fer2013_labels.stderr
 
 
 @pytest.mark.parametrize("scores, truth, expected", [

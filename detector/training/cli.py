@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from detector.errors import UserError
 from detector.training.train import train
 from detector.config import TrainConfig
-from detector.training.ferplus import LABEL_SOURCES, has_votes, votes_path
+from detector.training.ferplus import CONTEMPT_CHOICES, LABEL_SOURCES, has_votes, votes_path
 from detector.training.data import require_data
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ HELP = {
     "augment": "augmentation strength, 0 = off",
     "labels_from": "fer2013: FER2013's own label; ferplus: the ten FER+ votes (ferplus.csv beside the data), chosen on FER+ val majority; mix: both",
     "fer2013_weight": "with --labels-from mix: targets = (1 - W) * FER+ vote shares + W * FER2013's one-hot label",
+    "contempt": "with --labels-from ferplus or mix: FER+'s contempt votes dropped, or counted as disgust (train targets only; val is judged with them dropped)",
     "camera_augment": "strength of camera-like augmentation (blur, noise, gamma, low light), 0 = off",
     "teacher": "soft targets (.npz) from python -m detector.training.distill: train a student on a teacher ensemble "
                "(with --labels-from ferplus: on the faces with a FER+ majority, checkpoints chosen on FER+ val majority)",
@@ -50,7 +51,7 @@ HELP = {
     "extra": "JSON object of extra settings, recorded in config.json",
 }
 ALIASES = {"learning_rate": ["--lr"]}
-CHOICES = {"channels": (1, 3), "verbose": (0, 1, 2), "labels_from": LABEL_SOURCES}
+CHOICES = {"channels": (1, 3), "verbose": (0, 1, 2), "labels_from": LABEL_SOURCES, "contempt": CONTEMPT_CHOICES}
 POSITIVE = ("epochs", "batch_size", "learning_rate", "img_size")  # the rest may be 0, none negative
 
 
@@ -120,6 +121,8 @@ def _check(config: TrainConfig) -> None:
         raise UserError(f"no {' or '.join(missing)} folder in {data}")
     if config.labels_from != "fer2013" and not has_votes(data):
         raise UserError(f"--labels-from {config.labels_from} needs the FER+ votes: {votes_path(data)} not found")
+    if config.contempt != "drop" and config.labels_from == "fer2013":
+        raise UserError(f"--contempt {config.contempt} handles FER+ votes: add --labels-from ferplus or mix")
     if config.labels_from == "mix" and config.teacher:
         raise UserError("--teacher and --labels-from mix both set the soft targets: choose one")
     if not 0 <= config.fer2013_weight <= 1:

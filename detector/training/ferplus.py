@@ -13,8 +13,13 @@ Two facts are read from the votes, both over the model's own classes:
   keeps 3,517 of the 3,573 faces FER+ kept.
 - the **vote distribution**: the share of votes for each class, after the FER+ paper's
   outlier removal (a class with a single vote is dropped) and without the contempt, unknown
-  and not-a-face votes (FER2013's seven classes have no contempt: its votes are dropped, not
-  folded into another class). This is the paper's "probability" target.
+  and not-a-face votes (FER2013's seven classes have no contempt). This is the paper's
+  "probability" target.
+
+The judge (majority, agreement) always drops contempt. Training may instead fold it into
+disgust (``contempt="fold"``, ``--contempt fold``): contempt is the expression FER+'s
+annotators most often chose beside disgust, and FER+'s disgust majority is rare (191 train
+faces; 449 with contempt folded in).
 
 A FER2013 copy without ``ferplus.csv`` still trains on its own labels; asking for FER+
 labels there is a :class:`UserError`.
@@ -44,6 +49,9 @@ CLASS_OF_COLUMN = {"neutral": "neutral", "happiness": "happy", "surprise": "surp
 
 #: What ``--labels-from`` accepts.
 LABEL_SOURCES = ("fer2013", "ferplus", "mix")
+
+#: What ``--contempt`` accepts: FER+'s contempt votes dropped, or counted as disgust votes.
+CONTEMPT_CHOICES = ("drop", "fold")
 
 
 def votes_path(data: str | Path) -> Path:
@@ -125,20 +133,35 @@ def vote_distribution(votes: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0).astype(np.float32)
 
 
-def relabel(split, data: str | Path, source: str, fer2013_weight: float = 0.0):
+def fold_contempt(votes: np.ndarray) -> np.ndarray:
+    """``(N, 10)`` votes with each face's contempt votes moved to its disgust column."""
+    contempt, disgust = VOTE_COLUMNS.index("contempt"), VOTE_COLUMNS.index("disgust")
+    folded = votes.copy()
+    folded[:, disgust] += folded[:, contempt]
+    folded[:, contempt] = 0
+    return folded
+
+
+def relabel(split, data: str | Path, source: str, fer2013_weight: float = 0.0, contempt: str = "drop"):
     """``split`` (a :class:`detector.training.data.Split`) with FER+ labels: only the faces
     with a seven-class majority, ``labels`` = that majority, ``soft_targets`` = the vote
     distribution (``source="ferplus"``) or ``(1 - w) * votes + w * one-hot FER2013 label``
-    (``source="mix"``, ``w = fer2013_weight``).
+    (``source="mix"``, ``w = fer2013_weight``); with ``contempt="fold"`` contempt votes count
+    as disgust votes in both (:func:`fold_contempt`; for training targets, never the judge).
 
     Raises:
-        UserError: an unknown ``source``, or no FER+ votes for this data (see :func:`split_votes`).
+        UserError: an unknown ``source`` or ``contempt``, or no FER+ votes for this data (see
+            :func:`split_votes`).
     """
     if source not in LABEL_SOURCES:
         raise UserError(f"unknown label source {source!r}: choose one of {', '.join(LABEL_SOURCES)}")
+    if contempt not in CONTEMPT_CHOICES:
+        raise UserError(f"unknown contempt handling {contempt!r}: choose one of {', '.join(CONTEMPT_CHOICES)}")
     if source == "fer2013":
         return split
     votes = split_votes(data, split.paths)
+    if contempt == "fold":
+        votes = fold_contempt(votes)
     winner = majority(votes, split.classes)
     keep = np.flatnonzero(winner >= 0)
     targets = vote_distribution(votes, split.classes)[keep]

@@ -126,7 +126,7 @@ def train(config: TrainConfig) -> Path:
     model.load_weights(str(out / (EMA_WEIGHTS if chosen["weights"] == "ema" else RAW_WEIGHTS)))
     core.save(out / "best.keras")
     write_labels(out / LABELS_FILE, classes)
-    data = {"path": str(Path(config.data).resolve()), "labels_from": config.labels_from,
+    data = {"path": str(Path(config.data).resolve()), "labels_from": config.labels_from, "contempt": config.contempt,
             "train_images": len(train_split), "val_images": len(val_split)}
     info = {"arch": config.arch, **chosen, "data": data, "train_minutes": round(clock.minutes, 1),
             "train_minutes_this_session": round(clock.minutes_this_session, 1), "hardware": _hardware(accelerator)}
@@ -165,12 +165,14 @@ def _splits(config: TrainConfig):
 
     from detector.training.ferplus import relabel
 
-    train_split = relabel(fer.load_split(config.data, "train"), config.data, config.labels_from, config.fer2013_weight)
+    train_split = relabel(fer.load_split(config.data, "train"), config.data, config.labels_from, config.fer2013_weight,
+                          config.contempt)
     if config.teacher:
         from detector.training.distill import load_soft_targets
 
         train_split = replace(train_split, soft_targets=load_soft_targets(config.teacher, train_split))
     # checkpoints are chosen on what the run learns from: FER+ val majority when it learns from the votes
+    # (contempt dropped, as the judge counts it, whatever the train targets did with it)
     val_split = relabel(fer.load_split(config.data, "val"), config.data, config.labels_from, config.fer2013_weight)
     if config.limit:
         train_split, val_split = train_split.subset(config.limit), val_split.subset(max(config.limit // 4, 64))
