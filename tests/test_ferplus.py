@@ -179,6 +179,8 @@ def test_evaluate_reports_ferplus_and_labelled_photos(votes_dir, shipped_model, 
         row = results["photos"][mode]
         assert row["photos"] == 9 and sorted(row["recall"]) == ["happy", "sad", "surprise"]
         assert row["balanced_accuracy"] == pytest.approx(np.mean(list(row["recall"].values())))
+        for name, answers in row["confusion"].items():  # each photo answered once: a class or no face
+            assert sum(answers.values()) == 3 and answers[name] / 3 == pytest.approx(row["recall"][name])
     assert results["photos"]["whole_image"]["no_face"] == 0.0
     (photos / "smug").mkdir()
     refused = run_main("evaluate", "--model", str(shipped_model), "--data", str(votes_dir), "--split", "val", "--limit", "64",

@@ -70,6 +70,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "detectors": _block("tools.detector_compare", "markdown", "detectors"),
     "framing": _block("tools.face_framing", "markdown", "framing"),
     "shipped-per-class": lambda: importlib.import_module("detector.training.evaluate").markdown(_export()["evaluation_test"]),
+    "shipped-photos-confusion": lambda: importlib.import_module("detector.training.photos").confusion_markdown(
+        _shipped_test("photos", "end_to_end")),
 }
 
 

@@ -19,6 +19,8 @@ from detector.errors import UserError
 
 log = logging.getLogger(__name__)
 
+NO_FACE, OTHER = "no face", "another class"  # confusion columns beside the photos' own classes
+
 
 def photo_classes(folder: Path) -> list[str]:
     """The class folders of ``folder``, sorted.
@@ -35,12 +37,17 @@ def photo_classes(folder: Path) -> list[str]:
 
 
 def recall_metrics(true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, balanced accuracy (mean of per-class recalls) and per-class recall; a
-    prediction of -1 (no face) is wrong for every class."""
+    """Accuracy, balanced accuracy (mean of per-class recalls), per-class recall and the
+    confusion counts (``confusion[true class][answer]``; answers: ``classes``, :data:`OTHER`
+    for a model class the photos lack (-2) and :data:`NO_FACE` (-1)). Both -1 and -2 are wrong
+    for every class."""
     recalls = {name: float((predicted[true == i] == i).mean()) for i, name in enumerate(classes) if (true == i).any()}
+    codes = {**{name: j for j, name in enumerate(classes)}, OTHER: -2, NO_FACE: -1}
+    confusion = {name: {answer: int(((true == i) & (predicted == code)).sum()) for answer, code in codes.items()}
+                 for i, name in enumerate(classes) if (true == i).any()}
     return {"photos": int(len(true)), "accuracy": float((predicted == true).mean()) if len(true) else 0.0,
             "balanced_accuracy": float(np.mean(list(recalls.values()))) if recalls else 0.0,
-            "recall": recalls, "no_face": float((predicted == -1).mean()) if len(true) else 0.0}
+            "recall": recalls, "no_face": float((predicted == -1).mean()) if len(true) else 0.0, "confusion": confusion}
 
 
 def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -> dict:
@@ -78,3 +85,15 @@ def _index_in(classes: list[str], label: str) -> int:
     wrong for every photo but not a missing face)."""
     folded = [name.casefold() for name in classes]
     return folded.index(label.casefold()) if label.casefold() in folded else -2
+
+
+def confusion_markdown(row: dict) -> str:
+    """One :func:`evaluate_photos` result's confusion counts as a markdown table: a row per
+    labelled class, a column per answer (columns that no photo got are left out)."""
+    confusion = row["confusion"]
+    answers = [a for a in next(iter(confusion.values())) if any(counts[a] for counts in confusion.values())]
+    lines = ["| photos labelled \\ answered | " + " | ".join(answers) + " | recall |", "|---" * (len(answers) + 2) + "|"]
+    for name, counts in confusion.items():
+        cells = [f"**{counts[a]}**" if a == name else str(counts[a]) for a in answers]
+        lines.append(f"| {name} ({sum(counts.values())}) | " + " | ".join(cells) + f" | {row['recall'][name]:.2f} |")
+    return "\n".join(lines)
