@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -37,22 +38,25 @@ def test_rebuilt_members_average_to_the_shipped_onnx_model(shipped_model, fer201
     assert (rebuilt.argmax(1) == shipped.argmax(1)).all()
 
 
-def test_a_folder_of_another_architecture_is_refused_in_one_line(shipped_model, fer2013_dir, tmp_path):
+def _add_fields(path, **fields) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+def _add_class(path) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + "contempt\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda folder: _add_fields(folder / "model.json", members=3), "not 3 x"),  # the variables hold two
+    (lambda folder: _add_class(folder / "labels.txt"), "do not fit fer_vgg with 8 classes"),  # as many weights, other shapes
+    (lambda folder: _add_fields(folder / "metrics.json", class_bias={}), "class offsets"),  # not a plain average
+], ids=["more members", "more classes", "class offsets"])
+def test_a_folder_that_is_not_an_average_of_its_cards_cores_is_refused(shipped_model, tmp_path, change, message):
     from detector.errors import UserError
     from tools.ensemble_members import recover_members
 
     folder = tmp_path / "model"
-    folder.mkdir()
-    for name in ("saved_model.pb", "labels.txt", "variables"):
-        source = shipped_model / name
-        target = folder / name
-        if source.is_dir():
-            target.mkdir()
-            for part in source.iterdir():
-                (target / part.name).write_bytes(part.read_bytes())
-        else:
-            target.write_bytes(source.read_bytes())
-    card = json.loads((shipped_model / "model.json").read_text())
-    (folder / "model.json").write_text(json.dumps({**card, "members": 3}))  # says three networks; the variables hold two
-    with pytest.raises(UserError, match="not 3 x"):
-        recover_members(folder, tmp_path / "out", str(fer2013_dir))
+    shutil.copytree(shipped_model, folder)
+    change(folder)
+    with pytest.raises(UserError, match=message):
+        recover_members(folder, tmp_path / "out", str(tmp_path / "no-data-needed"))  # refused before the check reads faces

@@ -86,6 +86,7 @@ def test_contempt_folded_into_disgust_adds_the_contempt_faces_as_disgust(votes_d
     kept = range(len(dropped))
     with_contempt = [i for i in kept if row[dropped.paths[i]][contempt] >= 2]
     without = [i for i in kept if row[dropped.paths[i]][contempt] == 0]
+    assert len(with_contempt) > 100 and len(without) > 2000
     assert all(by_path[dropped.paths[i]][disgust] > dropped.soft_targets[i][disgust]
                for i in with_contempt if dropped.soft_targets[i][disgust] < 1)  # all votes disgust already: stays 1
     assert all(np.allclose(by_path[dropped.paths[i]], dropped.soft_targets[i]) for i in without[:2000])
@@ -107,9 +108,13 @@ def test_train_on_votes_records_it_and_needs_the_vote_file(votes_dir, tmp_path):
     refused = run_main(*[str(bare) if a == str(votes_dir) else a for a in args])
     assert refused.returncode == 2 and "ferplus.csv" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    fer2013_labels = run_main(*[a for a in args if a not in ("--labels-from", "ferplus")], "--contempt", "fold")
-    assert fer2013_labels.returncode == 2 and "--contempt fold" in fer2013_labels.stderr, fer2013_labels.stderr
-    assert len(fer2013_labels.stderr.strip().splitlines()) == 1, fer2013_labels.stderr
+    teacher = tmp_path / "teacher.npz"
+    teacher.write_bytes(b"")  # refused before it is read
+    for extra, said in ([("--labels-from", "fer2013", "--contempt", "fold"), "add --labels-from ferplus"],
+                        [("--contempt", "fold", "--teacher", str(teacher)), "--teacher replaces the FER+ votes"]):
+        conflict = run_main(*args, *extra)
+        assert conflict.returncode == 2 and said in conflict.stderr, conflict.stderr
+        assert len(conflict.stderr.strip().splitlines()) == 1, conflict.stderr
 
 
 @pytest.mark.parametrize("scores, truth, expected", [
@@ -179,9 +184,11 @@ def test_evaluate_reports_ferplus_and_labelled_photos(votes_dir, shipped_model, 
         row = results["photos"][mode]
         assert row["photos"] == 9 and sorted(row["recall"]) == ["happy", "sad", "surprise"]
         assert row["balanced_accuracy"] == pytest.approx(np.mean(list(row["recall"].values())))
-        for name, answers in row["confusion"].items():  # each photo answered once: a class or no face
+        for name, answers in row["confusion"].items():  # each photo answered once: a class, another class or no face
             assert sum(answers.values()) == 3 and answers[name] / 3 == pytest.approx(row["recall"][name])
     assert results["photos"]["whole_image"]["no_face"] == 0.0
+    assert all(answers["no face"] == 0 for answers in results["photos"]["whole_image"]["confusion"].values())
+    assert set(next(iter(results["photos"]["end_to_end"]["confusion"].values()))) == {"happy", "sad", "surprise", "another class", "no face"}
     (photos / "smug").mkdir()
     refused = run_main("evaluate", "--model", str(shipped_model), "--data", str(votes_dir), "--split", "val", "--limit", "64",
                        "--photos", str(photos))

@@ -23,7 +23,7 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -75,8 +75,10 @@ BLOCKS: dict[str, Callable[[], str]] = {
 }
 
 
-def _clip(clip: str, key: str = "total", stat: str = "p50") -> Callable[[], str]:
-    return lambda: f"{report('bench')['clips'][clip]['pipeline']['ms'][key][stat]:.1f}"
+def _clip(clip: str, key: str = "total", stat: str = "p50", name: str = "bench", loop: str = "pipeline") -> Callable[[], str]:
+    """A stage's milliseconds in bench JSON ``name``; ``loop``: "pipeline", "naive" or, in a run
+    with another ``--detector``, "default_detector" (the default detector's pipeline beside it)."""
+    return lambda: f"{report(name)['clips'][clip][loop]['ms'][key][stat]:.1f}"
 
 
 def _variant(name: str) -> dict:
@@ -116,8 +118,8 @@ def _lag_median(column: str) -> str:
     return f"{next(r for r in data['lag'] if r['tau'] == data['default_tau'])[column]['median_s']:.2f}"
 
 
-def _shipped_test(*keys: str) -> float:
-    """A figure of the shipped model's PrivateTest evaluation (``evaluation_test`` in its metrics.json)."""
+def _shipped_test(*keys: str) -> Any:
+    """A figure or table (dict) of the shipped model's PrivateTest evaluation (``evaluation_test`` in its metrics.json)."""
     value = _export()["evaluation_test"]
     for key in keys:
         value = value[key]
@@ -143,9 +145,9 @@ VALUES: dict[str, Callable[[], str]] = {
     "bench.1face.p50": _clip("1 face"), "bench.1face.p95": _clip("1 face", stat="p95"),
     "bench.4faces.p50": _clip("4 faces"), "bench.4faces.p95": _clip("4 faces", stat="p95"),
     "bench.1face.classify": _clip("1 face", "classify"),
-    "bench.blazeface.1face.p95": lambda: f"{report('bench_blazeface')['clips']['1 face']['pipeline']['ms']['total']['p95']:.1f}",
-    "bench.blazeface.haar.p95": lambda: f"{report('bench_blazeface')['clips']['1 face']['default_detector']['ms']['total']['p95']:.1f}",
-    "bench.blazeface.4faces.p95": lambda: f"{report('bench_blazeface')['clips']['4 faces']['pipeline']['ms']['total']['p95']:.1f}",
+    "bench.blazeface.1face.p95": _clip("1 face", stat="p95", name="bench_blazeface"),
+    "bench.blazeface.haar.p95": _clip("1 face", stat="p95", name="bench_blazeface", loop="default_detector"),
+    "bench.blazeface.4faces.p95": _clip("4 faces", stat="p95", name="bench_blazeface"),
     "bench.1face.speedup": lambda: f"{report('bench')['clips']['1 face']['speedup_p50']}",
     "bench.4faces.speedup": lambda: f"{report('bench')['clips']['4 faces']['speedup_p50']}",
     "bench.cold_start": lambda: f"{report('bench')['startup']['cold_start_s']:.1f}",

@@ -28,45 +28,49 @@ from detector.errors import UserError, run_tool  # noqa: E402
 from detector.model_card import LABELS_FILE, METRICS_FILE, read_card, write_labels  # noqa: E402
 from detector.paths import DEFAULT_DATA_DIR  # noqa: E402
 
-CHECK_IMAGES = 512  # val faces the rebuilt ensemble must reproduce
-TOLERANCE = 1e-4  # largest probability difference accepted (float32 reordering only)
+CHECK_IMAGES = 512  # val faces the rebuilt ensemble must reproduce (within the export's own ONNX tolerance)
 
 
 def recover_members(saved_model: Path, out: Path, data: str) -> list[Path]:
     """``member_<i>/best.keras`` in ``out`` for each of ``saved_model``'s ``members`` cores.
 
     Raises:
-        UserError: the folder's card names no architecture, its variables do not split into
+        UserError: the folder's card names no architecture, it ends in class offsets
+            (``--class-bias``: not a plain average of cores), its variables do not split into
             that many cores of it, or the rebuilt cores do not reproduce the SavedModel.
     """
     import numpy as np
     import tensorflow as tf
 
     from detector.training.data import load_split
-    from detector.training.export import averaged, model_inputs
+    from detector.training.export import MAX_ABS_DIFF, averaged, model_inputs
     from detector.training.models import create_model
     from detector.training.train import TRAIN_INFO_FILE
 
     card = read_card(saved_model)
     if not card.arch or not card.labels:
         raise UserError(f"{saved_model}/model.json and labels.txt name no architecture or classes to rebuild")
+    metrics = json.loads((saved_model / METRICS_FILE).read_text()) if (saved_model / METRICS_FILE).is_file() else {}
+    if "class_bias" in metrics:
+        raise UserError(f"{saved_model} ends in class offsets (--class-bias): only a plain average of cores can be taken apart")
     exported = tf.saved_model.load(str(saved_model))
-    values = [v.numpy() for v in exported.variables if "seed_generator" not in v.name]
+    values = [v.numpy() for v in exported.variables if "seed_generator" not in v.name]  # dropout's RNG state: not weights
     cores = [create_model(card.arch, len(card.labels), tuple(card.input_shape)) for _ in range(card.members)]
-    per_core = len(cores[0].weights) - sum("seed_generator" in w.path for w in cores[0].weights)
+    per_core = len(cores[0].weights)
     if len(values) != per_core * len(cores):
         raise UserError(f"{saved_model} holds {len(values)} weights, not {len(cores)} x {per_core} of {card.arch}")
     for index, core in enumerate(cores):
-        own = iter(values[index * per_core : (index + 1) * per_core])
-        core.set_weights([w.numpy() if "seed_generator" in w.path else next(own) for w in core.weights])
+        try:
+            core.set_weights(values[index * per_core : (index + 1) * per_core])
+        except ValueError as error:  # as many weights, other shapes: another architecture or class count
+            raise UserError(f"{saved_model}'s weights do not fit {card.arch} with {len(card.labels)} classes: {error}") from None
     images = model_inputs(load_split(data, "val").subset(CHECK_IMAGES, seed=0).images, card.input_shape)
     rebuilt = averaged(cores, tta=card.tta == "flip").predict(images, batch_size=256, verbose=0)
     reference = exported.serve(tf.constant(images)).numpy()
     difference = float(np.abs(rebuilt - reference).max())
-    if difference > TOLERANCE:
+    if difference > MAX_ABS_DIFF:
         raise UserError(f"the rebuilt cores differ from {saved_model} by {difference:.2g}: the variables are not {card.members} x {card.arch}")
-    metrics = saved_model / METRICS_FILE
-    records = json.loads(metrics.read_text()).get("training", []) if metrics.is_file() else []
+    records = metrics.get("training", [])
     paths = []
     for index, core in enumerate(cores):
         run = out / f"member_{index + 1}"

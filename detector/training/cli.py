@@ -123,6 +123,8 @@ def _check(config: TrainConfig) -> None:
         raise UserError(f"--labels-from {config.labels_from} needs the FER+ votes: {votes_path(data)} not found")
     if config.contempt != "drop" and config.labels_from == "fer2013":
         raise UserError(f"--contempt {config.contempt} handles FER+ votes: add --labels-from ferplus or mix")
+    if config.contempt != "drop" and config.teacher:
+        raise UserError(f"--teacher replaces the FER+ votes that --contempt {config.contempt} would change: choose one")
     if config.labels_from == "mix" and config.teacher:
         raise UserError("--teacher and --labels-from mix both set the soft targets: choose one")
     if not 0 <= config.fer2013_weight <= 1:

@@ -19,7 +19,10 @@ from detector.errors import UserError
 
 log = logging.getLogger(__name__)
 
-NO_FACE, OTHER = "no face", "another class"  # confusion columns beside the photos' own classes
+#: Answers that are no photo class: a photo with no face found, and a model class the photos
+#: lack (both wrong for every class), as codes among the class indices and as confusion columns.
+NO_FACE_CODE, OTHER_CODE = -1, -2
+NO_FACE, OTHER = "no face", "another class"
 
 
 def photo_classes(folder: Path) -> list[str]:
@@ -39,15 +42,15 @@ def photo_classes(folder: Path) -> list[str]:
 def recall_metrics(true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, balanced accuracy (mean of per-class recalls), per-class recall and the
     confusion counts (``confusion[true class][answer]``; answers: ``classes``, :data:`OTHER`
-    for a model class the photos lack (-2) and :data:`NO_FACE` (-1)). Both -1 and -2 are wrong
-    for every class."""
+    and :data:`NO_FACE`). ``true`` and ``predicted`` are ``(N,)`` int class indices, predictions
+    also :data:`NO_FACE_CODE` or :data:`OTHER_CODE`."""
     recalls = {name: float((predicted[true == i] == i).mean()) for i, name in enumerate(classes) if (true == i).any()}
-    codes = {**{name: j for j, name in enumerate(classes)}, OTHER: -2, NO_FACE: -1}
+    codes = {**{name: j for j, name in enumerate(classes)}, OTHER: OTHER_CODE, NO_FACE: NO_FACE_CODE}
     confusion = {name: {answer: int(((true == i) & (predicted == code)).sum()) for answer, code in codes.items()}
                  for i, name in enumerate(classes) if (true == i).any()}
     return {"photos": int(len(true)), "accuracy": float((predicted == true).mean()) if len(true) else 0.0,
             "balanced_accuracy": float(np.mean(list(recalls.values()))) if recalls else 0.0,
-            "recall": recalls, "no_face": float((predicted == -1).mean()) if len(true) else 0.0, "confusion": confusion}
+            "recall": recalls, "no_face": float((predicted == NO_FACE_CODE).mean()) if len(true) else 0.0, "confusion": confusion}
 
 
 def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -> dict:
@@ -71,9 +74,9 @@ def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -
                 for frame in source:
                     result = pipeline(frame)
                     largest = result.faces.largest()
-                    guess = -1 if largest is None else int(np.argmax(result.faces.probs[largest]))
+                    guess = None if largest is None else int(np.argmax(result.faces.probs[largest]))
                     true.append(index)
-                    predicted.append(-1 if guess < 0 else _index_in(classes, classifier.labels[guess]))
+                    predicted.append(NO_FACE_CODE if guess is None else _index_in(classes, classifier.labels[guess]))
     metrics = recall_metrics(np.asarray(true), np.asarray(predicted), classes)
     log.info("%s, whole-image %s: accuracy %.3f, balanced accuracy %.3f, no face %.1f%%", folder, whole_image,
              metrics["accuracy"], metrics["balanced_accuracy"], 100 * metrics["no_face"])
@@ -81,10 +84,10 @@ def evaluate_photos(classifier, folder: str | Path, whole_image: str = "auto") -
 
 
 def _index_in(classes: list[str], label: str) -> int:
-    """Where the model's ``label`` stands among the photo classes (-2: a class the photos lack,
+    """Where the model's ``label`` stands among the photo classes (:data:`OTHER_CODE`: a class the photos lack,
     wrong for every photo but not a missing face)."""
     folded = [name.casefold() for name in classes]
-    return folded.index(label.casefold()) if label.casefold() in folded else -2
+    return folded.index(label.casefold()) if label.casefold() in folded else OTHER_CODE
 
 
 def confusion_markdown(row: dict) -> str:
