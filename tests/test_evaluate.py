@@ -186,3 +186,19 @@ def test_cli_missing_data_is_one_line(model_dir, tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "data not found" in done.stderr
+
+
+def test_photo_confusion_counts_each_answer_and_renders_as_rows():
+    """Five photos of two classes, answered by hand: right, wrong class, a model class the
+    photos lack, no face."""
+    from detector.training.photos import NO_FACE_CODE, OTHER_CODE, confusion_markdown, recall_metrics
+
+    classes = ["happy", "sad"]
+    true = np.array([0, 0, 0, 1, 1])
+    predicted = np.array([0, 1, NO_FACE_CODE, 1, OTHER_CODE])
+    row = recall_metrics(true, predicted, classes)
+    assert row["confusion"] == {"happy": {"happy": 1, "sad": 1, "another class": 0, "no face": 1},
+                                "sad": {"happy": 0, "sad": 1, "another class": 1, "no face": 0}}
+    assert row["recall"] == {"happy": pytest.approx(1 / 3), "sad": 0.5} and row["no_face"] == pytest.approx(0.2)
+    assert confusion_markdown(row).splitlines()[2:] == ["| happy (3) | **1** | 1 | 0 | 1 | 0.33 |",
+                                                        "| sad (2) | 0 | **1** | 1 | 0 | 0.50 |"]
