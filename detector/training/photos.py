@@ -44,10 +44,10 @@ def recall_metrics(true: np.ndarray, predicted: np.ndarray, classes: list[str]) 
     confusion counts (``confusion[true class][answer]``; answers: ``classes``, :data:`OTHER`
     and :data:`NO_FACE`). ``true`` and ``predicted`` are ``(N,)`` int class indices, predictions
     also :data:`NO_FACE_CODE` or :data:`OTHER_CODE`."""
-    recalls = {name: float((predicted[true == i] == i).mean()) for i, name in enumerate(classes) if (true == i).any()}
     codes = {**{name: j for j, name in enumerate(classes)}, OTHER: OTHER_CODE, NO_FACE: NO_FACE_CODE}
     confusion = {name: {answer: int(((true == i) & (predicted == code)).sum()) for answer, code in codes.items()}
                  for i, name in enumerate(classes) if (true == i).any()}
+    recalls = {name: counts[name] / sum(counts.values()) for name, counts in confusion.items()}
     return {"photos": int(len(true)), "accuracy": float((predicted == true).mean()) if len(true) else 0.0,
             "balanced_accuracy": float(np.mean(list(recalls.values()))) if recalls else 0.0,
             "recall": recalls, "no_face": float((predicted == NO_FACE_CODE).mean()) if len(true) else 0.0, "confusion": confusion}
