@@ -17,7 +17,8 @@ to FER2013's class order. Its probabilities are compared with face-api's own Jav
 and the largest difference is written to ``OUT/conversion.json``. The folder is a candidate for
 ``tools/candidates.py`` (docs/MODELS.md); nothing of it is committed or shipped.
 
-Needs ``npm`` and ``node`` (18 or later) on PATH.
+Needs ``npm`` and ``node`` (18 or later) on PATH, and the npm registry (``--tarball`` spares the
+package's download, not TensorFlow.js's).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from detector.errors import UserError, run_tool  # noqa: E402
 from detector.labels import FER2013_LABELS  # noqa: E402
-from detector.model_card import ModelCard, write_card  # noqa: E402
+from detector.backends import ONNX_FILE  # noqa: E402
+from detector.model_card import LABELS_FILE, MODEL_CARD_FILE, ModelCard, write_card  # noqa: E402
 from tools.blazeface_convert import real_frames  # noqa: E402
 
 log = logging.getLogger("faceapi_convert")
@@ -50,9 +52,10 @@ PACKAGE = "@vladmandic/face-api@1.7.15"
 TARBALL = "vladmandic-face-api-1.7.15.tgz"
 #: npm's ``dist.integrity`` of the tarball (``npm view @vladmandic/face-api@1.7.15 dist.integrity``).
 TARBALL_SHA512 = "WDMmK3CfNLo8jylWqMoQgf4nIst3M0fzx1dnac96wv/dvMTN4DxC/Pq1DGtduDk1lktCamQ3MIDXFnvrdHTXDw=="
-WEIGHTS = "package/model/face_expression_model.bin"
-MANIFEST = "package/model/face_expression_model-weights_manifest.json"
-LICENSE = "package/LICENSE"
+#: Files of the package, relative to its ``package/`` folder.
+WEIGHTS = "model/face_expression_model.bin"
+MANIFEST = "model/face_expression_model-weights_manifest.json"
+LICENSE = "LICENSE"
 #: The pure-JavaScript TensorFlow.js that runs face-api's own forward pass for the comparison.
 TFJS = "@tensorflow/tfjs@4.22.0"
 
@@ -64,10 +67,14 @@ FACEAPI_LABELS = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surpri
 TO_FER2013 = [FACEAPI_LABELS.index(label) for label in FER2013_LABELS]
 OPSET = 17
 TOLERANCE = 1e-4  # largest |ONNX - face-api.js| accepted, in probability
+CONVERSION_FILE = "conversion.json"
+#: What the tool writes into its model folder (a rerun may replace them; anything else there stops it).
+OUT_FILES = {ONNX_FILE, LICENSE, CONVERSION_FILE, MODEL_CARD_FILE, LABELS_FILE}
 
 #: face-api's own forward pass in Node: its CommonJS build asks for tfjs-node (native, downloaded at
-#: install), so that one name is resolved to the pure-JavaScript tfjs instead. Reads crops as
-#: N x 112 x 112 x 3 uint8 RGB; prints the N probability rows (face-api's order) as JSON.
+#: install), so that one name is resolved to the pure-JavaScript tfjs instead. Arguments: the package
+#: folder, its manifest, its weights, and the crops (N x 112 x 112 x 3 uint8 RGB); prints the N
+#: probability rows (face-api's order) as JSON.
 REFERENCE_JS = r"""
 const Module = require('module');
 const resolve = Module._resolveFilename;
@@ -79,13 +86,12 @@ const faceapi = require(process.argv[2] + '/dist/face-api.node.js');
 const tf = faceapi.tf;
 (async () => {
   await tf.setBackend('cpu');
-  const model = process.argv[2] + '/model/';
-  const manifest = JSON.parse(fs.readFileSync(model + 'face_expression_model-weights_manifest.json'));
-  const weights = fs.readFileSync(model + 'face_expression_model.bin');
+  const manifest = JSON.parse(fs.readFileSync(process.argv[3]));
+  const weights = fs.readFileSync(process.argv[4]);
   const net = new faceapi.FaceExpressionNet();
   net.loadFromWeightMap(tf.io.decodeWeights(
     weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength), manifest.flatMap(g => g.weights)));
-  const crops = fs.readFileSync(process.argv[3]), size = SIDE * SIDE * 3, rows = [];
+  const crops = fs.readFileSync(process.argv[5]), size = SIDE * SIDE * 3, rows = [];
   for (let i = 0; i < crops.length / size; i++) {
     const face = tf.tensor3d(new Int32Array(crops.subarray(i * size, (i + 1) * size)), [SIDE, SIDE, 3], 'int32');
     rows.push(Array.from(await (await net.forward(face)).data()));
@@ -95,23 +101,38 @@ const tf = faceapi.tf;
 """.replace("SIDE", str(SIDE))
 
 
-def _run(command: list[str]) -> str:
-    """``command``'s standard output; a failure is one :class:`UserError` line (its last line of errors)."""
+def _run(command: list[str], what: str) -> str:
+    """``command``'s standard output.
+
+    Raises:
+        UserError: it failed; one line naming ``what`` it was doing and npm's or Node's first
+            error line (``npm error ...``, ``...Error: ...``), else its last line.
+    """
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        raise UserError(f"{' '.join(command[:3])} failed: {last[:300]}")
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("npm error") or "Error:" in line]
+        cause = (errors or lines or [f"exit code {done.returncode}"])[0]
+        raise UserError(f"{what} failed: {cause[:300]}")
     return done.stdout
 
 
 def npm_pack(folder: Path) -> Path:
-    """``npm pack`` the pinned package into ``folder``."""
-    _run(["npm", "pack", PACKAGE, "--silent", "--pack-destination", str(folder)])
+    """``npm pack`` the pinned package into ``folder`` (from the npm registry); returns the tarball.
+
+    Raises:
+        UserError: npm could not fetch it (offline: pass ``--tarball``).
+    """
+    _run(["npm", "pack", PACKAGE, "--pack-destination", str(folder)], f"fetching {PACKAGE} from the npm registry")
     return folder / TARBALL
 
 
 def extract(tarball: Path, folder: Path) -> Path:
-    """The package, unpacked into ``folder`` once its sha512 is npm's; returns its ``package/`` folder."""
+    """The package, unpacked into ``folder`` once its sha512 is npm's; returns its ``package/`` folder.
+
+    Raises:
+        UserError: the tarball is not the pinned package.
+    """
     digest = base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
     if digest != TARBALL_SHA512:
         raise UserError(f"{tarball}: sha512 {digest} is not npm's {TARBALL_SHA512} for {PACKAGE}")
@@ -122,9 +143,13 @@ def extract(tarball: Path, folder: Path) -> Path:
 
 def read_weights(package: Path) -> dict[str, np.ndarray]:
     """The TensorFlow.js weights by name, float32, in their manifest's shapes (uint8 ones dequantised
-    as TensorFlow.js does: ``q * scale + min``)."""
-    manifest = json.loads((package.parent / MANIFEST).read_text(encoding="utf-8"))
-    raw = (package.parent / WEIGHTS).read_bytes()
+    as TensorFlow.js does: ``q * scale + min``), read from the unpacked ``package`` folder.
+
+    Raises:
+        UserError: the weights file is not the size its manifest describes.
+    """
+    manifest = json.loads((package / MANIFEST).read_text(encoding="utf-8"))
+    raw = (package / WEIGHTS).read_bytes()
     weights, offset = {}, 0
     for spec in (w for group in manifest for w in group["weights"]):
         count = int(np.prod(spec["shape"]))
@@ -218,7 +243,11 @@ def build_onnx(weights: dict[str, np.ndarray]):
 
 def face_crops(count: int = 24) -> np.ndarray:
     """``(N, 112, 112, 3)`` uint8 RGB faces the app would classify: Haar's boxes on real frames
-    (the sample clip, wild-dev photos), fitted as the classifier fits them."""
+    (the sample clip, wild-dev photos), fitted as the classifier fits them.
+
+    Raises:
+        UserError: no face found in them.
+    """
     from detector.classifier import fit_crop
     from detector.detection import create_detector
 
@@ -233,13 +262,27 @@ def face_crops(count: int = 24) -> np.ndarray:
 
 
 def reference(package: Path, crops: np.ndarray, work: Path) -> np.ndarray:
-    """face-api.js's own probabilities for ``crops``, in :data:`FER2013_LABELS` order."""
-    _run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(work), TFJS])
-    shutil.move(str(package), work / "node_modules" / "face-api")  # beside tfjs, where require finds it
+    """face-api.js's own probabilities for ``crops`` (``(N, 112, 112, 3)`` uint8 RGB): ``(N, 7)``
+    float32 in :data:`FER2013_LABELS` order. Installs :data:`TFJS` from the npm registry into
+    ``work`` and moves the unpacked ``package`` there, beside it, where Node's ``require`` finds it.
+
+    Raises:
+        UserError: npm could not install TensorFlow.js, or face-api.js's forward pass failed.
+    """
+    _run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(work), TFJS],
+         f"installing {TFJS} from the npm registry (face-api.js's own forward pass needs it)")
+    moved = work / "node_modules" / "face-api"
+    shutil.move(str(package), moved)
     (work / "crops.u8").write_bytes(crops.tobytes())
     (work / "reference.js").write_text(REFERENCE_JS, encoding="utf-8")
-    rows = np.array(json.loads(_run(["node", str(work / "reference.js"), str(work / "node_modules" / "face-api"),
-                                     str(work / "crops.u8")])), np.float32)
+    printed = _run(["node", str(work / "reference.js"), str(moved), str(moved / MANIFEST), str(moved / WEIGHTS),
+                    str(work / "crops.u8")], "face-api.js's forward pass in Node")
+    try:
+        rows = np.array(json.loads(printed), np.float32)
+    except ValueError:
+        raise UserError(f"face-api.js's forward pass in Node printed no probabilities: {printed.strip()[:200]!r}") from None
+    if rows.shape != (len(crops), len(FACEAPI_LABELS)):
+        raise UserError(f"face-api.js's forward pass in Node gave {rows.shape} probabilities for {len(crops)} faces")
     return rows[:, TO_FER2013]
 
 
@@ -248,7 +291,8 @@ def convert(tarball: Path | None, out: Path) -> dict:
     ``conversion.json`` records.
 
     Raises:
-        UserError: npm or node missing or failing, a tarball that is not npm's, or a graph that
+        UserError: npm or node missing or failing, a tarball that is not npm's, ``out`` holding
+            other files (an old ``model.int8.onnx`` there would be run instead), or a graph that
             differs from face-api.js by more than :data:`TOLERANCE`.
     """
     import onnx
@@ -257,13 +301,16 @@ def convert(tarball: Path | None, out: Path) -> dict:
     for tool in ("npm", "node"):
         if shutil.which(tool) is None:
             raise UserError(f"{tool} is not on PATH: install Node.js (18 or later) with npm")
+    others = sorted(p.name for p in out.iterdir() if p.name not in OUT_FILES) if out.is_dir() else []
+    if others:
+        raise UserError(f"{out} holds other files ({', '.join(others[:5])}): write the model folder into a new or empty folder")
     if tarball is not None and not tarball.is_file():
         raise UserError(f"tarball not found: {tarball}")
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         package = extract(tarball or npm_pack(work), work / "unpacked")
         model_bytes = build_onnx(read_weights(package)).SerializeToString()
-        license_text = (package / "LICENSE").read_text(encoding="utf-8")
+        license_text = (package / LICENSE).read_text(encoding="utf-8")
         crops = face_crops()
         session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
         ours = session.run(None, {"input": crops.astype(np.float32)})[0]
@@ -272,14 +319,14 @@ def convert(tarball: Path | None, out: Path) -> dict:
     if worst > TOLERANCE:
         raise UserError(f"the ONNX graph differs from face-api.js by {worst:.2e} (> {TOLERANCE}) on real faces")
     out.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx.load_from_string(model_bytes), out / "model.onnx")
-    (out / "LICENSE").write_text(license_text, encoding="utf-8")
+    onnx.save(onnx.load_from_string(model_bytes), out / ONNX_FILE)
+    (out / LICENSE).write_text(license_text, encoding="utf-8")
     write_card(out, ModelCard(labels=FER2013_LABELS, input_shape=(SIDE, SIDE, 3), input_scale=255.0, outputs="probabilities"))
     record = {"package": PACKAGE, "tarball_sha512": TARBALL_SHA512, "reference": f"face-api.js forward pass, {TFJS} CPU backend",
-              "compared_on": f"{len(crops)} Haar faces in real frames (sample clip, wild-dev photos)",
+              "faces": len(crops), "compared_on": "Haar faces in real frames (sample clip, wild-dev photos)",
               "max_abs_diff": worst, "same_label": float((ours.argmax(1) == theirs.argmax(1)).mean()),
               "onnx_sha256": hashlib.sha256(model_bytes).hexdigest()}
-    (out / "conversion.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (out / CONVERSION_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %s: largest difference from face-api.js %.2e on %d faces", out, worst, len(crops))
     return record
 
@@ -287,7 +334,8 @@ def convert(tarball: Path | None, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="model folder to write (e.g. runs/cand/faceapi)")
-    parser.add_argument("--tarball", type=Path, help=f"a downloaded {TARBALL} (default: npm pack it)")
+    parser.add_argument("--tarball", type=Path, help=f"a downloaded {TARBALL} (default: npm pack it; the check "
+                        f"against face-api.js still installs {TFJS} from the npm registry)")
     args = parser.parse_args(argv)
     return run_tool(lambda: convert(args.tarball, args.out))
 
